@@ -1,0 +1,223 @@
+//! The one HTTP client of the process, shared by every mount: rustls, HTTP/2,
+//! pooled connections, the standard proxy variables (`HTTPS_PROXY`,
+//! `HTTP_PROXY`, `NO_PROXY`) and an extra CA bundle from `SSL_CERT_FILE`.
+//!
+//! This module sends requests and reads bounded bodies; it names the endpoint
+//! in every error. It does not decide what a response means (that is `auth`
+//! and `keyvault`) and never sees request bodies in its errors.
+
+use std::time::Duration;
+
+use reqwest::{Certificate, Client, Method, RequestBuilder, StatusCode, header};
+use thiserror::Error;
+
+/// The largest response body read from any Azure endpoint. Key Vault secrets
+/// are at most 25 KiB; version listings page at 25 items.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Settings for the shared client, read once at start-up.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// User-Agent sent on every request.
+    pub user_agent: String,
+    /// Extra trust anchors (PEM), e.g. a TLS-inspecting proxy's CA.
+    pub extra_roots_pem: Option<ExtraRoots>,
+    /// Limit for one request (connect + headers + body).
+    pub request_timeout: Duration,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+}
+
+/// PEM bundle with the path it came from (for error messages).
+#[derive(Clone, Debug)]
+pub struct ExtraRoots {
+    pub path: String,
+    pub pem: Vec<u8>,
+}
+
+/// Why the client could not be built.
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("no certificate found in the CA bundle {path} (SSL_CERT_FILE)")]
+    NoCertificates { path: String },
+    #[error("invalid CA bundle {path} (SSL_CERT_FILE): {source}")]
+    BadBundle {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("failed to build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A request that did not produce a response.
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("request to {endpoint} timed out after {limit:?}")]
+    Timeout { endpoint: String, limit: Duration },
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("request to {endpoint} failed: {reason}")]
+    Transport { endpoint: String, reason: String },
+    #[error("response from {endpoint} is larger than {limit} bytes")]
+    TooLarge { endpoint: String, limit: usize },
+}
+
+/// A complete response: status, selected headers and the bounded body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The shared client plus its per-request limit.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: Client,
+    request_timeout: Duration,
+}
+
+// === impl Http ===
+
+impl Http {
+    /// Builds the process-wide client.
+    pub fn new(config: &HttpConfig) -> Result<Self, BuildError> {
+        let mut builder = Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_while_idle(false)
+            .tcp_keepalive(Duration::from_secs(60));
+        if let Some(roots) = &config.extra_roots_pem {
+            let certs = Certificate::from_pem_bundle(&roots.pem).map_err(|source| {
+                BuildError::BadBundle {
+                    path: roots.path.clone(),
+                    source,
+                }
+            })?;
+            if certs.is_empty() {
+                return Err(BuildError::NoCertificates {
+                    path: roots.path.clone(),
+                });
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(BuildError::Client)?;
+        Ok(Self {
+            client,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// Starts a request; finish it with [`Http::send`].
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends a request under the per-request limit and reads the bounded
+    /// body. `endpoint` names the target in errors (scheme, host, path; no
+    /// query values that could be sensitive).
+    pub async fn send(
+        &self,
+        request: RequestBuilder,
+        endpoint: &str,
+    ) -> Result<Response, SendError> {
+        let limit = self.request_timeout;
+        match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Timeout {
+                endpoint: endpoint.to_owned(),
+                limit,
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: RequestBuilder,
+        endpoint: &str,
+    ) -> Result<Response, SendError> {
+        let mut response = request.send().await.map_err(|e| classify(e, endpoint))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, endpoint))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(SendError::TooLarge {
+                    endpoint: endpoint.to_owned(),
+                    limit: MAX_BODY_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// Turns a reqwest error into a short reason without the URL's query.
+fn classify(error: reqwest::Error, endpoint: &str) -> SendError {
+    let endpoint = endpoint.to_owned();
+    let reason = root_cause(&error);
+    if error.is_timeout() {
+        SendError::Transport { endpoint, reason }
+    } else if error.is_connect() {
+        SendError::Connect { endpoint, reason }
+    } else {
+        SendError::Transport { endpoint, reason }
+    }
+}
+
+/// The innermost error message: the most specific reason (for example
+/// "invalid peer certificate: UnknownIssuer" or "Connection refused").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// The part of a URL that is safe and useful in an error: everything but the
+/// query string.
+pub fn endpoint_of(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_drops_query() {
+        assert_eq!(
+            endpoint_of("https://kv.vault.azure.net/secrets/a/?api-version=7.4"),
+            "https://kv.vault.azure.net/secrets/a/"
+        );
+        assert_eq!(endpoint_of("http://x/y"), "http://x/y");
+    }
+
+    #[test]
+    fn empty_bundle_is_an_error() {
+        let config = HttpConfig {
+            user_agent: "t".into(),
+            extra_roots_pem: Some(ExtraRoots {
+                path: "/tmp/none.pem".into(),
+                pem: b"not a pem".to_vec(),
+            }),
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let err = Http::new(&config).unwrap_err().to_string();
+        assert!(err.contains("/tmp/none.pem"), "{err}");
+    }
+}

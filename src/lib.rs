@@ -1,0 +1,28 @@
+//! akv-csi-provider: an Azure Key Vault provider for the Kubernetes Secrets
+//! Store CSI Driver.
+//!
+//! The driver calls `v1alpha1.CSIDriverProvider/Mount` over a unix socket;
+//! this crate parses the SecretProviderClass parameters, obtains a token for
+//! the pod's identity, reads the named objects from Key Vault and answers
+//! with the files the driver writes into the pod's volume.
+//!
+//! Data flows one way: `server` (socket, gRPC) → `params` (pure parsing and
+//! validation) → `mount` (plan, fetch through `auth` and `keyvault`) →
+//! `render` (pure conversion to files) → `server` (response).
+
+pub mod app;
+pub mod auth;
+pub mod authority;
+pub mod cli;
+pub mod cloud;
+pub mod config;
+pub mod http;
+pub mod keyvault;
+pub mod mount;
+pub mod object;
+pub mod params;
+pub mod proto;
+pub mod render;
+pub mod server;
+pub mod socket;
+pub mod trace;

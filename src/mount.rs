@@ -1,0 +1,196 @@
+//! One mount, end to end after parsing: resolve the cloud, check the vault
+//! name, obtain a token for the pod's identity, fetch every object (bounded
+//! concurrency, output in declaration order, the first error cancels the
+//! rest) and render them into files. All or nothing: any error fails the
+//! whole mount and no file is returned.
+//!
+//! HTTP details live in `auth` and `keyvault`, format conversions in
+//! `render`; this module only orders the steps and attaches context.
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use thiserror::Error;
+
+use crate::auth::{AccessToken, AuthError, Authenticator};
+use crate::cloud::{Cloud, CloudError, VaultNameError};
+use crate::keyvault::{KeyVault, KeyVaultError, VaultRef};
+use crate::object::{KeyVaultObject, ObjectType};
+use crate::params::{CloudSpec, MountParams};
+use crate::render::{self, Fetched, File, ObjectVersion, RenderError};
+
+/// Limits and switches that apply to every mount.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Objects fetched at the same time within one mount.
+    pub max_concurrent_fetches: usize,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrent_fetches: 8,
+        }
+    }
+}
+
+/// What a successful mount returns: files and their versions, in order.
+#[derive(Debug, Default)]
+pub struct MountOutput {
+    pub files: Vec<File>,
+    pub versions: Vec<ObjectVersion>,
+}
+
+/// Why a mount failed. `Display` is the text users see after
+/// `failed to mount objects, error: `.
+#[derive(Debug, Error)]
+pub enum MountError {
+    #[error("cloudName AzureStackCloud is not valid, error: {0}")]
+    Cloud(#[from] CloudError),
+    #[error("failed to get vault: {0}")]
+    Vault(#[from] VaultNameError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("failed to get {context}: {source}")]
+    Object {
+        /// `objectType:<t>, objectName:<n>, objectVersion:<v>`
+        context: String,
+        #[source]
+        source: ObjectError,
+    },
+}
+
+/// A failure while fetching or rendering one object.
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// Runs mounts over the shared clients.
+#[derive(Clone, Debug)]
+pub struct Mounter {
+    auth: Authenticator,
+    keyvault: KeyVault,
+    options: MountOptions,
+}
+
+// === impl Mounter ===
+
+impl Mounter {
+    pub fn new(auth: Authenticator, keyvault: KeyVault, options: MountOptions) -> Self {
+        Self {
+            auth,
+            keyvault,
+            options,
+        }
+    }
+
+    /// Fetches and renders every object of a parsed, validated request.
+    pub async fn run(&self, params: &MountParams) -> Result<MountOutput, MountError> {
+        if params.objects.is_empty() {
+            return Ok(MountOutput::default());
+        }
+        let cloud = resolve_cloud(&params.cloud).await?;
+        crate::cloud::validate_vault_name(&params.keyvault_name)?;
+        let vault_url = cloud.vault_url(&params.keyvault_name);
+        let vault = VaultRef {
+            name: &params.keyvault_name,
+            url: &vault_url,
+        };
+        let token = self
+            .auth
+            .token(&params.identity, &params.tenant_id, &cloud)
+            .await?;
+        let limit = self.options.max_concurrent_fetches.max(1);
+        // Futures are built first: a closure inside `buffered` trips the
+        // compiler's higher-ranked lifetime inference in `Send` futures.
+        let fetches: Vec<_> = params
+            .objects
+            .iter()
+            .map(|object| self.object(vault, &token, object, params))
+            .collect();
+        let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
+            .buffered(limit)
+            .try_collect()
+            .await?;
+        let mut output = MountOutput::default();
+        for item in rendered.into_iter().flatten() {
+            output.files.push(item.file);
+            output.versions.push(item.version);
+        }
+        Ok(output)
+    }
+
+    /// Fetches and renders one object, wrapping errors with its context.
+    async fn object(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        object: &KeyVaultObject,
+        params: &MountParams,
+    ) -> Result<Vec<render::Rendered>, MountError> {
+        let result = async {
+            let fetched = self.fetch(vault, token, object).await?;
+            Ok::<_, ObjectError>(render::render(object, fetched, params.default_mode)?)
+        }
+        .await;
+        result.map_err(|source| MountError::Object {
+            context: object.context(),
+            source,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        object: &KeyVaultObject,
+    ) -> Result<Fetched, ObjectError> {
+        if object.version_history > 1 {
+            return Err(RenderError::NotSupportedYet {
+                what: "objectVersionHistory",
+            }
+            .into());
+        }
+        match object.object_type {
+            ObjectType::Secret => {
+                let bundle = self
+                    .keyvault
+                    .get_secret(vault, token, &object.name, &object.version)
+                    .await?;
+                Ok(Fetched::Secret {
+                    version: bundle.version().to_owned(),
+                    certificate_backed: bundle.kid.is_some(),
+                    content_type: bundle.content_type,
+                    value: bundle.value,
+                })
+            }
+            ObjectType::Key => Err(RenderError::NotSupportedYet {
+                what: "objectType: key",
+            }
+            .into()),
+            ObjectType::Cert => Err(RenderError::NotSupportedYet {
+                what: "objectType: cert",
+            }
+            .into()),
+        }
+    }
+}
+
+/// The cloud of a mount; Azure Stack reads its environment file now, for
+/// this mount only (nothing process-global is changed).
+async fn resolve_cloud(spec: &CloudSpec) -> Result<Cloud, MountError> {
+    match spec {
+        CloudSpec::Known(cloud) => Ok(cloud.clone()),
+        CloudSpec::AzureStack { env_file } => {
+            let text = tokio::fs::read_to_string(env_file).await.map_err(|e| {
+                CloudError::EnvironmentFile {
+                    path: env_file.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(Cloud::from_environment_json(&text)?)
+        }
+    }
+}

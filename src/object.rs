@@ -1,0 +1,659 @@
+//! Key Vault objects as a SecretProviderClass lists them: type, format,
+//! encoding, output file name and mode, UID, and the rules that make one
+//! valid. Reading the `objects` YAML is `params`' job; fetching and
+//! converting content belongs to `mount` and `render`.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Largest accepted `objectVersionHistory` (each version is one fetch and
+/// one file).
+pub const MAX_VERSION_HISTORY: i32 = 1000;
+/// Longest output path the driver accepts, in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 4096;
+/// Longest path element the driver accepts, in bytes.
+pub const MAX_FILE_NAME_ELEMENT_BYTES: usize = 255;
+/// Longest Key Vault object name (Key Vault's own limit).
+pub const MAX_OBJECT_NAME_CHARS: usize = 127;
+
+/// `objectType`: exactly `secret`, `key` or `cert` (case-sensitive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    Secret,
+    Key,
+    Cert,
+}
+
+/// `objectFormat` (case-insensitive, default PEM). PFX applies only to
+/// certificate-backed secrets stored as PKCS#12.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ObjectFormat {
+    #[default]
+    Pem,
+    Pfx,
+}
+
+/// `objectEncoding` of a secret's value (case-insensitive, default UTF-8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ObjectEncoding {
+    #[default]
+    Utf8,
+    Base64,
+    Hex,
+}
+
+/// Permission bits of an output file, `0..=0o777`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileMode(u32);
+
+/// One object entry as written in the YAML, every string whitespace-trimmed
+/// (upstream's `formatKeyVaultObject`), not yet validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectSpec {
+    pub name: String,
+    pub alias: String,
+    pub version: String,
+    pub version_history: i32,
+    pub object_type: String,
+    pub format: String,
+    pub encoding: String,
+    pub file_permission: String,
+}
+
+/// A validated object to fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyVaultObject {
+    pub name: String,
+    /// Output file name; empty means `name`.
+    pub alias: String,
+    /// Empty means the latest version (`latest` is special only with
+    /// version history).
+    pub version: String,
+    /// `<= 1`: one version; `> 1`: a directory of that many versions.
+    pub version_history: i32,
+    pub object_type: ObjectType,
+    pub format: ObjectFormat,
+    pub encoding: ObjectEncoding,
+    /// `filePermission`; `None` means the request's default mode.
+    pub file_permission: Option<FileMode>,
+    /// `objectType` as written, for error texts.
+    pub raw_type: String,
+}
+
+/// Why one object is invalid. `Display` is the cause upstream prints after
+/// `failed to get objectType:<t>, objectName:<n>, objectVersion:<v>: `.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectError {
+    #[error("Invalid vaultObjectTypes. Should be secret, key, or cert")]
+    InvalidType,
+    #[error("invalid objectFormat: {0}, should be PEM or PFX")]
+    InvalidFormat(String),
+    #[error("PFX format only supported for objectType: secret")]
+    PfxNotSecret,
+    #[error("objectEncoding only supported for objectType: secret")]
+    EncodingNotSecret,
+    #[error("invalid objectEncoding: {0}, should be hex, base64 or utf-8")]
+    InvalidEncoding(String),
+    #[error("file name must not be empty")]
+    FileNameEmpty,
+    #[error("file name must be a relative path")]
+    FileNameAbsolute,
+    #[error("file name must not contain '..'")]
+    FileNameDotDot,
+    #[error("file name must not contain a NUL character")]
+    FileNameNul,
+    #[error(
+        "file name {0:?} must be a clean relative path (no empty or '.' elements, no trailing '/')"
+    )]
+    FileNameNotClean(String),
+    #[error("file name is {0} bytes long, the limit is {MAX_FILE_NAME_BYTES}")]
+    FileNameTooLong(usize),
+    #[error("file name element {0:?} is longer than {MAX_FILE_NAME_ELEMENT_BYTES} bytes")]
+    FileNameElementTooLong(String),
+    #[error("invalid objectName: {0:?}, must match [-a-zA-Z0-9]{{1,{MAX_OBJECT_NAME_CHARS}}}")]
+    InvalidName(String),
+    #[error("invalid objectVersion: {0:?}, must match [-a-zA-Z0-9]*")]
+    InvalidVersion(String),
+    #[error("invalid filePermission {0:?}: must be an octal mode from 0 to 0777, such as 0644")]
+    InvalidFilePermission(String),
+    #[error("objectVersionHistory {0} is too large, the limit is {MAX_VERSION_HISTORY}")]
+    VersionHistoryTooLarge(i32),
+}
+
+// === impl ObjectType ===
+
+impl ObjectType {
+    /// Parses `secret`, `key` or `cert`, case-sensitively as upstream.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "secret" => Some(Self::Secret),
+            "key" => Some(Self::Key),
+            "cert" => Some(Self::Cert),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret => "secret",
+            Self::Key => "key",
+            Self::Cert => "cert",
+        }
+    }
+}
+
+impl fmt::Display for ObjectType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl ObjectFormat ===
+
+impl ObjectFormat {
+    /// Parses `pem` or `pfx`, case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("pem") {
+            Some(Self::Pem)
+        } else if s.eq_ignore_ascii_case("pfx") {
+            Some(Self::Pfx)
+        } else {
+            None
+        }
+    }
+}
+
+// === impl ObjectEncoding ===
+
+impl ObjectEncoding {
+    /// Parses `utf-8`, `base64` or `hex`, case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ("utf-8", Self::Utf8),
+            ("base64", Self::Base64),
+            ("hex", Self::Hex),
+        ]
+        .into_iter()
+        .find(|(name, _)| s.eq_ignore_ascii_case(name))
+        .map(|(_, encoding)| encoding)
+    }
+}
+
+// === impl FileMode ===
+
+impl FileMode {
+    /// The largest mode: permission bits only, no setuid/setgid/sticky.
+    pub const MAX: u32 = 0o777;
+    /// The driver's default (`420`).
+    pub const DEFAULT: Self = Self(0o644);
+
+    /// `None` when `bits` is above `0o777`.
+    pub const fn new(bits: u32) -> Option<Self> {
+        if bits <= Self::MAX {
+            Some(Self(bits))
+        } else {
+            None
+        }
+    }
+
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Parses octal digits as upstream's `strconv.ParseInt(s, 8, 32)`
+    /// (`0755` and `755` are the same mode; an optional `+` sign), limited
+    /// to `0..=0o777`.
+    pub fn from_octal_str(s: &str) -> Option<Self> {
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| matches!(b, b'0'..=b'7')) {
+            return None;
+        }
+        u32::from_str_radix(digits, 8).ok().and_then(Self::new)
+    }
+}
+
+impl fmt::Debug for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileMode({:#o})", self.0)
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+// === impl ObjectSpec ===
+
+impl ObjectSpec {
+    /// `objectType:<t>, objectName:<n>, objectVersion:<v>`, as written.
+    pub fn context(&self) -> String {
+        context(&self.object_type, &self.name, &self.version)
+    }
+
+    /// The output file name: alias, else name.
+    pub fn file_name(&self) -> &str {
+        if self.alias.is_empty() {
+            &self.name
+        } else {
+            &self.alias
+        }
+    }
+}
+
+// === impl KeyVaultObject ===
+
+impl KeyVaultObject {
+    /// Validates one object. Checks run in upstream's order (format,
+    /// encoding, file name), with two deliberate changes: `objectType` is
+    /// checked first (upstream checks it only at fetch time, after earlier
+    /// objects were fetched), and the PFX-only-for-secrets rule ignores
+    /// case (upstream's check is case-sensitive while its use is not).
+    /// Then come our own checks: object name and version characters, which
+    /// also keep them from changing the request path, `filePermission`
+    /// (upstream silently used mode 0 for an invalid value), and the
+    /// version-history bound.
+    pub fn from_spec(spec: ObjectSpec) -> Result<Self, ObjectError> {
+        let object_type = ObjectType::parse(&spec.object_type).ok_or(ObjectError::InvalidType)?;
+        let format = parse_format(&spec.format, object_type)?;
+        let encoding = parse_encoding(&spec.encoding, object_type)?;
+        validate_file_name(spec.file_name())?;
+        validate_name(&spec.name)?;
+        validate_version(&spec.version)?;
+        let file_permission = match spec.file_permission.as_str() {
+            "" => None,
+            s => Some(
+                FileMode::from_octal_str(s)
+                    .ok_or_else(|| ObjectError::InvalidFilePermission(s.to_owned()))?,
+            ),
+        };
+        if spec.version_history > MAX_VERSION_HISTORY {
+            return Err(ObjectError::VersionHistoryTooLarge(spec.version_history));
+        }
+        Ok(Self {
+            name: spec.name,
+            alias: spec.alias,
+            version: spec.version,
+            version_history: spec.version_history,
+            object_type,
+            format,
+            encoding,
+            file_permission,
+            raw_type: spec.object_type,
+        })
+    }
+
+    /// The output file name: alias, else name.
+    pub fn file_name(&self) -> &str {
+        if self.alias.is_empty() {
+            &self.name
+        } else {
+            &self.alias
+        }
+    }
+
+    /// `<type>/<name>`, the object id the driver stores per file.
+    pub fn uid(&self) -> String {
+        format!("{}/{}", self.object_type.as_str(), self.name)
+    }
+
+    /// `objectType:<t>, objectName:<n>, objectVersion:<v>`, upstream's
+    /// per-object error context.
+    pub fn context(&self) -> String {
+        context(&self.raw_type, &self.name, &self.version)
+    }
+
+    /// Whether one version is fetched (`objectVersionHistory <= 1`).
+    pub fn is_single_version(&self) -> bool {
+        self.version_history <= 1
+    }
+}
+
+fn context(object_type: &str, name: &str, version: &str) -> String {
+    format!("objectType:{object_type}, objectName:{name}, objectVersion:{version}")
+}
+
+fn parse_format(s: &str, object_type: ObjectType) -> Result<ObjectFormat, ObjectError> {
+    if s.is_empty() {
+        return Ok(ObjectFormat::Pem);
+    }
+    let format = ObjectFormat::parse(s).ok_or_else(|| ObjectError::InvalidFormat(s.to_owned()))?;
+    if format == ObjectFormat::Pfx && object_type != ObjectType::Secret {
+        return Err(ObjectError::PfxNotSecret);
+    }
+    Ok(format)
+}
+
+fn parse_encoding(s: &str, object_type: ObjectType) -> Result<ObjectEncoding, ObjectError> {
+    if s.is_empty() {
+        return Ok(ObjectEncoding::Utf8);
+    }
+    if object_type != ObjectType::Secret {
+        return Err(ObjectError::EncodingNotSecret);
+    }
+    ObjectEncoding::parse(s).ok_or_else(|| ObjectError::InvalidEncoding(s.to_owned()))
+}
+
+fn validate_name(name: &str) -> Result<(), ObjectError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_OBJECT_NAME_CHARS
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ObjectError::InvalidName(name.to_owned()))
+    }
+}
+
+fn validate_version(version: &str) -> Result<(), ObjectError> {
+    let ok = version.len() <= MAX_OBJECT_NAME_CHARS
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ObjectError::InvalidVersion(version.to_owned()))
+    }
+}
+
+/// Upstream's file-name rules (not empty, relative, no `..` anywhere, even
+/// inside a name such as `a..b`), then the driver's own path rules, so the
+/// user gets the reason here rather than a write error from the driver:
+/// no NUL, no empty or `.` elements (`a//b`, `./a`, `a/`), at most 4096
+/// bytes, elements at most 255 bytes. Nested paths such as `dir/file` are
+/// fine.
+pub fn validate_file_name(name: &str) -> Result<(), ObjectError> {
+    if name.is_empty() {
+        return Err(ObjectError::FileNameEmpty);
+    }
+    if name.starts_with('/') || std::path::Path::new(name).is_absolute() {
+        return Err(ObjectError::FileNameAbsolute);
+    }
+    if name.contains("..") {
+        return Err(ObjectError::FileNameDotDot);
+    }
+    if name.contains('\0') {
+        return Err(ObjectError::FileNameNul);
+    }
+    if name.len() > MAX_FILE_NAME_BYTES {
+        return Err(ObjectError::FileNameTooLong(name.len()));
+    }
+    for element in name.split('/') {
+        if element.is_empty() || element == "." {
+            return Err(ObjectError::FileNameNotClean(name.to_owned()));
+        }
+        if element.len() > MAX_FILE_NAME_ELEMENT_BYTES {
+            return Err(ObjectError::FileNameElementTooLong(element.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(object_type: &str, name: &str) -> ObjectSpec {
+        ObjectSpec {
+            object_type: object_type.into(),
+            name: name.into(),
+            ..ObjectSpec::default()
+        }
+    }
+
+    fn err(spec: ObjectSpec) -> String {
+        KeyVaultObject::from_spec(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_accessors() {
+        let object = KeyVaultObject::from_spec(spec("secret", "s1")).unwrap();
+        assert_eq!(object.format, ObjectFormat::Pem);
+        assert_eq!(object.encoding, ObjectEncoding::Utf8);
+        assert_eq!(object.file_permission, None);
+        assert_eq!(object.file_name(), "s1");
+        assert_eq!(object.uid(), "secret/s1");
+        assert_eq!(
+            object.context(),
+            "objectType:secret, objectName:s1, objectVersion:"
+        );
+        assert!(object.is_single_version());
+        let aliased = ObjectSpec {
+            alias: "dir/s1.txt".into(),
+            version: "abc123".into(),
+            ..spec("cert", "c1")
+        };
+        let object = KeyVaultObject::from_spec(aliased).unwrap();
+        assert_eq!(object.file_name(), "dir/s1.txt");
+        assert_eq!(object.uid(), "cert/c1");
+        assert_eq!(
+            object.context(),
+            "objectType:cert, objectName:c1, objectVersion:abc123"
+        );
+    }
+
+    #[test]
+    fn types_are_case_sensitive() {
+        for (raw, want) in [
+            ("secret", ObjectType::Secret),
+            ("key", ObjectType::Key),
+            ("cert", ObjectType::Cert),
+        ] {
+            assert_eq!(ObjectType::parse(raw), Some(want));
+            assert_eq!(want.as_str(), raw);
+        }
+        for bad in ["Secret", "certificate", "", "keys"] {
+            assert_eq!(
+                err(spec(bad, "x")),
+                "Invalid vaultObjectTypes. Should be secret, key, or cert"
+            );
+        }
+    }
+
+    #[test]
+    fn formats_and_encodings() {
+        let with = |t: &str, format: &str, encoding: &str| ObjectSpec {
+            format: format.into(),
+            encoding: encoding.into(),
+            ..spec(t, "x")
+        };
+        let ok = KeyVaultObject::from_spec(with("secret", "PFX", "Base64")).unwrap();
+        assert_eq!(
+            (ok.format, ok.encoding),
+            (ObjectFormat::Pfx, ObjectEncoding::Base64)
+        );
+        assert_eq!(
+            KeyVaultObject::from_spec(with("secret", "pem", "HEX"))
+                .unwrap()
+                .encoding,
+            ObjectEncoding::Hex
+        );
+        assert_eq!(
+            KeyVaultObject::from_spec(with("key", "PEM", ""))
+                .unwrap()
+                .format,
+            ObjectFormat::Pem
+        );
+        assert_eq!(
+            err(with("secret", "der", "")),
+            "invalid objectFormat: der, should be PEM or PFX"
+        );
+        assert_eq!(
+            err(with("key", "pfx", "")),
+            "PFX format only supported for objectType: secret"
+        );
+        // Deliberate fix: upstream accepted (and ignored) upper-case PFX here.
+        assert_eq!(
+            err(with("cert", "PFX", "")),
+            "PFX format only supported for objectType: secret"
+        );
+        assert_eq!(
+            err(with("cert", "", "base64")),
+            "objectEncoding only supported for objectType: secret"
+        );
+        assert_eq!(
+            err(with("key", "", "nonsense")),
+            "objectEncoding only supported for objectType: secret"
+        );
+        assert_eq!(
+            err(with("secret", "", "utf8")),
+            "invalid objectEncoding: utf8, should be hex, base64 or utf-8"
+        );
+    }
+
+    #[test]
+    fn file_names() {
+        for ok in [
+            "a",
+            "dir/file",
+            "a.b/c-d_e",
+            ".hidden",
+            "x.",
+            &"n".repeat(255),
+        ] {
+            assert_eq!(validate_file_name(ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "file name must not be empty"),
+            ("/etc/passwd", "file name must be a relative path"),
+            ("../x", "file name must not contain '..'"),
+            ("a/../b", "file name must not contain '..'"),
+            ("a..b", "file name must not contain '..'"),
+            ("..data", "file name must not contain '..'"),
+            ("a\0b", "file name must not contain a NUL character"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(
+                validate_file_name(name).unwrap_err().to_string(),
+                want,
+                "{name:?}"
+            );
+        }
+        for unclean in ["a//b", "a/", "./a", "a/./b", "."] {
+            assert_eq!(
+                validate_file_name(unclean),
+                Err(ObjectError::FileNameNotClean(unclean.into()))
+            );
+        }
+        assert!(matches!(
+            validate_file_name(&"n".repeat(256)),
+            Err(ObjectError::FileNameElementTooLong(_))
+        ));
+        let long = vec!["d".repeat(200); 25].join("/");
+        assert_eq!(
+            validate_file_name(&long),
+            Err(ObjectError::FileNameTooLong(long.len()))
+        );
+        // The alias is what is checked; the name then only needs Key Vault's rules.
+        assert_eq!(
+            err(ObjectSpec {
+                alias: "../x".into(),
+                ..spec("secret", "ok")
+            }),
+            "file name must not contain '..'"
+        );
+        assert_eq!(err(spec("secret", "")), "file name must not be empty");
+    }
+
+    #[test]
+    fn names_and_versions() {
+        let aliased = |name: &str, version: &str| ObjectSpec {
+            alias: "file".into(),
+            version: version.into(),
+            ..spec("secret", name)
+        };
+        assert!(KeyVaultObject::from_spec(aliased("my-Secret-1", "0123abcdef")).is_ok());
+        assert!(KeyVaultObject::from_spec(aliased("s", "latest")).is_ok());
+        assert_eq!(
+            err(aliased("", "")),
+            r#"invalid objectName: "", must match [-a-zA-Z0-9]{1,127}"#
+        );
+        assert_eq!(
+            err(aliased("a/versions", "")),
+            r#"invalid objectName: "a/versions", must match [-a-zA-Z0-9]{1,127}"#
+        );
+        assert!(matches!(
+            KeyVaultObject::from_spec(aliased(&"n".repeat(128), "")),
+            Err(ObjectError::InvalidName(_))
+        ));
+        assert_eq!(
+            err(aliased("s", "v1?x=y")),
+            r#"invalid objectVersion: "v1?x=y", must match [-a-zA-Z0-9]*"#
+        );
+    }
+
+    #[test]
+    fn file_permissions() {
+        for (raw, bits) in [
+            ("0755", 0o755),
+            ("755", 0o755),
+            ("0", 0),
+            ("000644", 0o644),
+            ("+600", 0o600),
+            ("777", 0o777),
+        ] {
+            assert_eq!(
+                FileMode::from_octal_str(raw).map(FileMode::bits),
+                Some(bits),
+                "{raw}"
+            );
+        }
+        for bad in [
+            "",
+            "abc",
+            "0x1ff",
+            "8",
+            "-1",
+            "1000",
+            "4755",
+            "0o755",
+            "7_55",
+            "99999999999999999999",
+        ] {
+            assert_eq!(FileMode::from_octal_str(bad), None, "{bad}");
+        }
+        let object = KeyVaultObject::from_spec(ObjectSpec {
+            file_permission: "0600".into(),
+            ..spec("secret", "s")
+        })
+        .unwrap();
+        assert_eq!(object.file_permission, FileMode::new(0o600));
+        assert_eq!(
+            err(ObjectSpec {
+                file_permission: "rw-r--r--".into(),
+                ..spec("secret", "s")
+            }),
+            r#"invalid filePermission "rw-r--r--": must be an octal mode from 0 to 0777, such as 0644"#
+        );
+        assert_eq!(FileMode::new(0o1000), None);
+        assert_eq!(FileMode::DEFAULT.bits(), 420);
+        assert_eq!(FileMode::DEFAULT.to_string(), "0644");
+        assert_eq!(format!("{:?}", FileMode::DEFAULT), "FileMode(0o644)");
+    }
+
+    #[test]
+    fn version_history_bound() {
+        let with = |n: i32| ObjectSpec {
+            version_history: n,
+            ..spec("secret", "s")
+        };
+        assert!(
+            !KeyVaultObject::from_spec(with(MAX_VERSION_HISTORY))
+                .unwrap()
+                .is_single_version()
+        );
+        assert!(
+            KeyVaultObject::from_spec(with(-5))
+                .unwrap()
+                .is_single_version()
+        );
+        assert_eq!(
+            err(with(MAX_VERSION_HISTORY + 1)),
+            "objectVersionHistory 1001 is too large, the limit is 1000"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The gRPC edge: `v1alpha1.CSIDriverProvider` (`Version`, `Mount`). Turns a
+//! `MountRequest` into parsed parameters, runs the mount, and maps the
+//! outcome to a response or to the one error status users see in pod events
+//! (`Unknown`, `failed to mount objects, error: <cause>`, as upstream).
+//!
+//! Each mount is logged once here, with pod, SecretProviderClass, object
+//! count, duration and result; a panic inside a mount becomes that mount's
+//! error instead of taking the connection down.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use futures_util::FutureExt as _;
+use tonic::{Request, Response, Status};
+
+use crate::mount::{MountOutput, Mounter};
+use crate::params::{self, MountParams, ParseOptions};
+use crate::proto;
+use crate::proto::csi_driver_provider_server::CsiDriverProvider;
+
+/// API version served.
+pub const API_VERSION: &str = "v1alpha1";
+/// Runtime name reported by `Version`.
+pub const RUNTIME_NAME: &str = "akv-csi-provider";
+
+/// The provider service.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    mounter: Mounter,
+    parse: ParseOptions,
+}
+
+// === impl Provider ===
+
+impl Provider {
+    pub fn new(mounter: Mounter, parse: ParseOptions) -> Self {
+        Self { mounter, parse }
+    }
+
+    /// Parses and runs one mount; the error is the user-facing cause.
+    async fn mount(
+        &self,
+        request: &proto::MountRequest,
+        log: &mut MountLog,
+    ) -> Result<MountOutput, String> {
+        let params: MountParams = params::parse(
+            &request.attributes,
+            &request.secrets,
+            &request.permission,
+            &self.parse,
+        )
+        .map_err(|e| e.to_string())?;
+        log.describe(&params);
+        self.mounter.run(&params).await.map_err(|e| e.to_string())
+    }
+}
+
+#[tonic::async_trait]
+impl CsiDriverProvider for Provider {
+    async fn version(
+        &self,
+        _request: Request<proto::VersionRequest>,
+    ) -> Result<Response<proto::VersionResponse>, Status> {
+        Ok(Response::new(proto::VersionResponse {
+            version: API_VERSION.to_owned(),
+            runtime_name: RUNTIME_NAME.to_owned(),
+            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn mount(
+        &self,
+        request: Request<proto::MountRequest>,
+    ) -> Result<Response<proto::MountResponse>, Status> {
+        let request = request.into_inner();
+        let mut log = MountLog::default();
+        let outcome = AssertUnwindSafe(self.mount(&request, &mut log))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err("internal error: the mount panicked; this is a bug in akv-csi-provider, please report it".to_owned()));
+        log.finish(&outcome);
+        match outcome {
+            Ok(output) => Ok(Response::new(response(output))),
+            Err(cause) => Err(Status::unknown(format!(
+                "failed to mount objects, error: {cause}"
+            ))),
+        }
+    }
+}
+
+fn response(output: MountOutput) -> proto::MountResponse {
+    let files = output
+        .files
+        .into_iter()
+        .map(|mut file| proto::File {
+            path: file.path,
+            mode: file.mode.bits() as i32,
+            contents: std::mem::take(&mut *file.contents),
+        })
+        .collect();
+    let object_version = output
+        .versions
+        .into_iter()
+        .map(|v| proto::ObjectVersion {
+            id: v.id,
+            version: v.version,
+        })
+        .collect();
+    proto::MountResponse {
+        object_version,
+        error: None,
+        files,
+    }
+}
+
+/// The fields of the one log line per mount.
+struct MountLog {
+    started: Instant,
+    namespace: String,
+    pod: String,
+    spc: String,
+    objects: usize,
+}
+
+impl Default for MountLog {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            namespace: String::new(),
+            pod: String::new(),
+            spc: String::new(),
+            objects: 0,
+        }
+    }
+}
+
+impl MountLog {
+    fn describe(&mut self, params: &MountParams) {
+        self.namespace = params.pod.namespace.clone();
+        self.pod = params.pod.name.clone();
+        self.spc = params.secret_provider_class.clone().unwrap_or_default();
+        self.objects = params.objects.len();
+    }
+
+    fn finish(&self, outcome: &Result<MountOutput, String>) {
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok(output) => tracing::info!(
+                namespace = %self.namespace,
+                pod = %self.pod,
+                secret_provider_class = %self.spc,
+                objects = self.objects,
+                files = output.files.len(),
+                duration_ms,
+                "mount succeeded"
+            ),
+            Err(error) => tracing::warn!(
+                namespace = %self.namespace,
+                pod = %self.pod,
+                secret_provider_class = %self.spc,
+                objects = self.objects,
+                duration_ms,
+                %error,
+                "mount failed"
+            ),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Unit tests of the Entra ID endpoints, driven without sockets.
+
+use serde_json::json;
+
+use crate::counters::{OUTCOME_OK, grant};
+use crate::faults::{Limit, Target};
+use crate::testutil::*;
+use crate::{BLOG_CLIENT_ID, BLOG_CLIENT_SECRET, BLOG_TENANT_ID, mint_jwt};
+
+const SCOPE: &str = "https://vault.azure.net/.default";
+
+fn token_path() -> String {
+    format!("/{BLOG_TENANT_ID}/oauth2/v2.0/token")
+}
+
+fn assertion_form(assertion: &str) -> bytes::Bytes {
+    form(&[
+        ("client_assertion", assertion),
+        ("client_assertion_type", super::JWT_BEARER),
+        ("client_id", BLOG_CLIENT_ID),
+        ("grant_type", "client_credentials"),
+        ("scope", SCOPE),
+    ])
+}
+
+fn assert_aad_error(body: &serde_json::Value, error: &str, code: u32) {
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body["error_codes"], json!([code]), "{body}");
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.starts_with(&format!("AADSTS{code}: ")),
+        "{description}"
+    );
+    for part in ["Trace ID: ", "Correlation ID: ", "Timestamp: "] {
+        assert!(description.contains(part), "{description}");
+    }
+    assert!(body["trace_id"].is_string() && body["correlation_id"].is_string());
+}
+
+#[tokio::test]
+async fn assertion_grant_issues_a_bearer_token() {
+    let shared = blog();
+    let (status, body, resp) = send(
+        &shared,
+        &post(LOGIN, &token_path(), assertion_form(&blog_assertion())),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3599);
+    assert_eq!(body["ext_expires_in"], 3599);
+    assert!(body["access_token"].as_str().is_some_and(|t| t.len() > 40));
+    assert_eq!(resp.headers()["cache-control"], "no-store, no-cache");
+    let counters = shared.counters().clone();
+    assert_eq!(
+        counters.token_requests_with(grant::CLIENT_ASSERTION, OUTCOME_OK),
+        1
+    );
+}
+
+#[tokio::test]
+async fn wrong_subject_is_aadsts70021_without_echoing_the_assertion() {
+    let shared = blog();
+    let assertion = crate::mint_service_account_token(
+        ISSUER,
+        "other-ns",
+        "kv-access-account",
+        crate::BLOG_AUDIENCE,
+        std::time::Duration::from_secs(600),
+    );
+    let (status, body, _) = send(
+        &shared,
+        &post(LOGIN, &token_path(), assertion_form(&assertion)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_grant", 70_021);
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains(&format!("Assertion Issuer: '{ISSUER}'")));
+    assert!(
+        description
+            .contains("Assertion Subject: 'system:serviceaccount:other-ns:kv-access-account'")
+    );
+    assert!(description.contains("Assertion Audience: 'api://AzureADTokenExchange'"));
+    assert!(!body.to_string().contains(&assertion));
+    assert_eq!(
+        shared
+            .counters()
+            .token_requests_with(grant::CLIENT_ASSERTION, "AADSTS70021"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn expired_and_malformed_assertions_are_rejected() {
+    let shared = blog();
+    let expired = mint_jwt(&json!({
+        "iss": ISSUER, "sub": crate::BLOG_SUBJECT, "aud": [crate::BLOG_AUDIENCE],
+        "exp": 1_000_000, "nbf": 999_000,
+    }));
+    let (status, body, _) = send(
+        &shared,
+        &post(LOGIN, &token_path(), assertion_form(&expired)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_client", 700_024);
+    let (status, body, _) = send(
+        &shared,
+        &post(LOGIN, &token_path(), assertion_form("not-a-jwt")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_request", 50_027);
+}
+
+#[tokio::test]
+async fn client_secret_grant_checks_the_secret_without_echoing_it() {
+    let shared = blog();
+    let ok = token(&shared, BLOG_TENANT_ID, SCOPE).await;
+    assert!(!ok.is_empty());
+    let body = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", BLOG_CLIENT_ID),
+        ("client_secret", "wrong-secret-value"),
+        ("scope", SCOPE),
+    ]);
+    let (status, body, _) = send(&shared, &post(LOGIN, &token_path(), body)).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 7_000_215);
+    assert!(!body.to_string().contains("wrong-secret-value"));
+    assert!(!body.to_string().contains(BLOG_CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn request_errors_use_their_aadsts_codes() {
+    let shared = blog();
+    let cases: Vec<(String, bytes::Bytes, u16, &str, u32)> = vec![
+        (
+            "/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token".into(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_secret", "x"),
+                ("scope", SCOPE),
+            ]),
+            400,
+            "invalid_request",
+            90_002,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_secret", "x"),
+                ("scope", SCOPE),
+            ]),
+            400,
+            "invalid_request",
+            900_144,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "11111111-2222-3333-4444-555555555555"),
+                ("client_secret", "x"),
+                ("scope", SCOPE),
+            ]),
+            400,
+            "unauthorized_client",
+            700_016,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_secret", "x"),
+                ("scope", "https://vault.azure.net"),
+            ]),
+            400,
+            "invalid_scope",
+            1_002_012,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_secret", "x"),
+                ("scope", "https://management.azure.com/.default"),
+            ]),
+            400,
+            "invalid_resource",
+            500_011,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "password"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("scope", SCOPE),
+            ]),
+            400,
+            "unsupported_grant_type",
+            70_003,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("scope", SCOPE),
+            ]),
+            401,
+            "invalid_client",
+            7_000_218,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_assertion", "a.b.c"),
+                ("scope", SCOPE),
+            ]),
+            400,
+            "invalid_request",
+            900_144,
+        ),
+    ];
+    for (path, body, status, error, code) in cases {
+        let (got, json, _) = send(&shared, &post(LOGIN, &path, body)).await;
+        assert_eq!(got, status, "{json}");
+        assert_aad_error(&json, error, code);
+    }
+    let (status, body, _) = send(&shared, &get(LOGIN, &token_path(), "", None)).await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_request", 900_561);
+}
+
+#[tokio::test]
+async fn correlation_id_echoes_client_request_id() {
+    let shared = blog();
+    let mut req = post(
+        LOGIN,
+        &token_path(),
+        form(&[("grant_type", "client_credentials")]),
+    );
+    let id = "0b1e55ed-0000-4000-8000-000000000001";
+    req.headers.insert(
+        "client-request-id",
+        hyper::header::HeaderValue::from_static(id),
+    );
+    let (_, body, _) = send(&shared, &req).await;
+    assert_eq!(body["correlation_id"], id);
+}
+
+#[tokio::test]
+async fn openid_configuration_and_instance_discovery() {
+    let shared = blog();
+    let path = format!("/{BLOG_TENANT_ID}/v2.0/.well-known/openid-configuration");
+    let (status, body, _) = send(&shared, &get(LOGIN, &path, "", None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["token_endpoint"],
+        format!("https://{LOGIN}/{BLOG_TENANT_ID}/oauth2/v2.0/token")
+    );
+    assert_eq!(
+        body["issuer"],
+        format!("https://{LOGIN}/{BLOG_TENANT_ID}/v2.0")
+    );
+    assert!(body["authorization_endpoint"].is_string());
+    let (status, body, _) = send(
+        &shared,
+        &get(
+            LOGIN,
+            "/nope/v2.0/.well-known/openid-configuration",
+            "",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_tenant");
+    let query = format!(
+        "api-version=1.1&authorization_endpoint=https://{LOGIN}/{BLOG_TENANT_ID}/oauth2/v2.0/authorize"
+    );
+    let (status, body, _) = send(
+        &shared,
+        &get(LOGIN, "/common/discovery/instance", &query, None),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["metadata"][0]["preferred_network"], LOGIN);
+    assert_eq!(shared.counters().metadata_requests, 3);
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_injected() {
+    let shared = blog();
+    shared
+        .faults()
+        .throttle(Target::Aad, Some(7), Limit::Count(1));
+    shared.faults().fail_5xx(Target::Aad, 503, 1).expect("5xx");
+    let req = post(LOGIN, &token_path(), assertion_form(&blog_assertion()));
+    let (status, body, resp) = send(&shared, &req).await;
+    assert_eq!(status, 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    assert_aad_error(&body, "temporarily_unavailable", 90_055);
+    let (status, _, _) = send(&shared, &req).await;
+    assert_eq!(status, 503);
+    let (status, _, _) = send(&shared, &req).await;
+    assert_eq!(status, 200);
+}

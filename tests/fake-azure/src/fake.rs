@@ -1,0 +1,263 @@
+//! [`FakeAzure`], the handle tests hold: start, point clients at it, mutate
+//! state, inject faults, read counters, shut down.
+//!
+//! The handle owns the listener task; the shared state it hands to the
+//! server lives in [`Shared`]. Transport is in `server.rs`, the services in
+//! `aad.rs` and `keyvault.rs`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::counters::Counters;
+use crate::faults::{Faults, Limit, Target};
+use crate::ids::{self, IdGen};
+use crate::seed::{AppSeed, SecretSeed, Seed, VaultSeed};
+use crate::server;
+use crate::state::State;
+use crate::tls;
+
+/// State shared by the handle and every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    faults: Mutex<Faults>,
+    counters: Mutex<Counters>,
+    pub(crate) ca_pem: String,
+}
+
+// === impl Shared ===
+
+impl Shared {
+    pub(crate) fn new(state: State, ca_pem: String) -> Self {
+        Self {
+            state: Mutex::new(state),
+            faults: Mutex::new(Faults::default()),
+            counters: Mutex::new(Counters::default()),
+            ca_pem,
+        }
+    }
+
+    // A panic while a lock is held cannot leave these structures half
+    // updated in a way that matters to a test fake, so poisoning is ignored.
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running fake of Entra ID and Key Vault on a loopback port.
+///
+/// Dropping the handle stops the server too; [`FakeAzure::shutdown`] also
+/// waits for the listener to close.
+#[derive(Debug)]
+pub struct FakeAzure {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+// === impl FakeAzure ===
+
+impl FakeAzure {
+    /// Starts the fake on `127.0.0.1:0` (a free port).
+    pub async fn start(seed: Seed) -> anyhow::Result<Self> {
+        Self::start_on(seed, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Starts the fake on `listen`, which must be a loopback address.
+    pub async fn start_on(seed: Seed, listen: SocketAddr) -> anyhow::Result<Self> {
+        if !listen.ip().is_loopback() {
+            bail!("refusing to listen on {listen}: fake-azure only listens on loopback");
+        }
+        let state = State::from_seed(&seed, IdGen::from_os()?, ids::now_unix())
+            .map_err(|e| anyhow::anyhow!("invalid seed: {e}"))?;
+        let pki = tls::generate().context("generating the fake's certificates")?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(state, pki.ca_pem));
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(server::run(listener, shared.clone(), pki.server_config, rx));
+        tracing::info!(%addr, "fake-azure listening");
+        Ok(Self {
+            shared,
+            addr,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `HTTPS_PROXY` or `reqwest::Proxy::all`.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.shared.ca_pem
+    }
+
+    /// Writes the CA certificate (PEM) to `path`, e.g. for `SSL_CERT_FILE`.
+    pub fn write_ca_pem(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, &self.shared.ca_pem)
+            .with_context(|| format!("writing CA to {}", path.display()))
+    }
+
+    /// Adds a new current version of a secret (creating the secret if
+    /// needed); returns its version id.
+    pub fn set_secret(
+        &self,
+        vault: &str,
+        name: &str,
+        value: &str,
+        content_type: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let mut seed = SecretSeed::new(name, value);
+        seed.content_type = content_type.map(str::to_string);
+        self.add_secret_version(vault, seed)
+    }
+
+    /// Adds a new version described in full (e.g. certificate-backed or
+    /// disabled); returns its version id.
+    pub fn add_secret_version(&self, vault: &str, secret: SecretSeed) -> anyhow::Result<String> {
+        Ok(self
+            .shared
+            .state()
+            .set_secret(vault, &secret, ids::now_unix())?)
+    }
+
+    /// Disables one version; getting it then fails with 403 SecretDisabled.
+    pub fn disable_secret_version(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+    ) -> anyhow::Result<()> {
+        Ok(self
+            .shared
+            .state()
+            .set_version_enabled(vault, name, version, false, ids::now_unix())?)
+    }
+
+    /// Re-enables one version.
+    pub fn enable_secret_version(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+    ) -> anyhow::Result<()> {
+        Ok(self
+            .shared
+            .state()
+            .set_version_enabled(vault, name, version, true, ids::now_unix())?)
+    }
+
+    /// Version ids of a secret, oldest first.
+    pub fn secret_versions(&self, vault: &str, name: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.shared.state().versions(vault, name)?)
+    }
+
+    /// Registers an app.
+    pub fn add_app(&self, app: AppSeed) -> anyhow::Result<()> {
+        Ok(self.shared.state().add_app(&app)?)
+    }
+
+    /// Creates a vault.
+    pub fn add_vault(&self, vault: VaultSeed) -> anyhow::Result<()> {
+        Ok(self.shared.state().add_vault(&vault, ids::now_unix())?)
+    }
+
+    /// Lets `client_id` get and list secrets in `vault`.
+    pub fn grant(&self, vault: &str, client_id: &str) -> anyhow::Result<()> {
+        Ok(self.shared.state().grant(vault, client_id, true)?)
+    }
+
+    /// Withdraws a grant; requests then get 403.
+    pub fn revoke(&self, vault: &str, client_id: &str) -> anyhow::Result<()> {
+        Ok(self.shared.state().grant(vault, client_id, false)?)
+    }
+
+    /// Sets `expires_in` of tokens issued from now on (default 3599 s).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        self.shared.state().set_token_lifetime_secs(secs);
+    }
+
+    /// Makes every token issued so far expired; Key Vault then answers 401.
+    pub fn expire_tokens(&self) {
+        self.shared.state().expire_tokens(ids::now_unix());
+    }
+
+    /// Delays every response of `target` (zero clears it).
+    pub fn set_latency(&self, target: Target, latency: Duration) {
+        self.shared.faults().set_latency(target, latency);
+    }
+
+    /// Answers 429 (with `Retry-After` if given) for a number of requests
+    /// or until an instant.
+    pub fn throttle(&self, target: Target, retry_after_secs: Option<u64>, limit: Limit) {
+        self.shared
+            .faults()
+            .throttle(target, retry_after_secs, limit);
+    }
+
+    /// Answers `status` (500..=599) to the next `count` requests.
+    pub fn fail_5xx(&self, target: Target, status: u16, count: u32) -> anyhow::Result<()> {
+        self.shared
+            .faults()
+            .fail_5xx(target, status, count)
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Removes all latency, throttling and errors.
+    pub fn clear_faults(&self) {
+        self.shared.faults().clear();
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters().clone()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_counters(&self) {
+        *self.shared.counters() = Counters::default();
+    }
+
+    /// Stops accepting, closes every connection and waits for the listener.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,226 @@
+//! Transport: one loopback TCP listener that is both an HTTPS proxy and the
+//! control endpoint, and the TLS termination behind the proxy.
+//!
+//! * `CONNECT host:port` → `200`, then TLS with the fake's leaf certificate
+//!   on the tunnel, then HTTP/1.1 or HTTP/2 (by ALPN) routed by the
+//!   request's `Host` / `:authority` — not by the CONNECT target.
+//! * Any other request → the plain-HTTP routes in `control.rs`.
+//!
+//! A CONNECT to the host of a vault that does not exist is refused with
+//! `502`, as a real proxy does when DNS fails. Every request is logged once
+//! at info with method, host, path and status; never bodies or headers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper::{Method, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::cloud::{self, Route};
+use crate::fake::Shared;
+use crate::faults::Target;
+use crate::wire::{self, Req, Resp};
+use crate::{aad, control, keyvault};
+
+/// What every connection task needs.
+struct Ctx {
+    shared: Arc<Shared>,
+    tls: TlsAcceptor,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts connections until shutdown is signalled.
+pub(crate) async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(Ctx {
+        shared,
+        tls: TlsAcceptor::from(tls),
+        shutdown,
+    });
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tokio::spawn(serve_plain(ctx.clone(), stream));
+                }
+                Err(error) => {
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    debug!("fake-azure listener closed");
+}
+
+/// Resolves once shutdown is signalled (or the handle is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Serves plain HTTP/1.1 on an accepted socket, with CONNECT upgrades.
+async fn serve_plain(ctx: Arc<Ctx>, stream: TcpStream) {
+    let mut stop = ctx.shutdown.clone();
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| plain_request(svc_ctx.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::select! {
+        result = conn => if let Err(error) = result {
+            debug!(%error, "plain connection ended with an error");
+        },
+        _ = stopped(&mut stop) => {}
+    }
+}
+
+async fn plain_request(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if req.method() == Method::CONNECT {
+        return Ok(connect(&ctx, req));
+    }
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (host, resp) = match wire::read_body(body).await {
+        Ok(body) => {
+            let req = Req::from_parts(&parts, body);
+            (req.host.clone(), control::handle(&ctx.shared, &req))
+        }
+        Err(_) => (String::new(), too_large()),
+    };
+    log(&parts.method, &host, parts.uri.path(), &resp, started);
+    Ok(resp)
+}
+
+/// Answers a CONNECT and serves TLS on the tunnel once hyper hands it over.
+fn connect(ctx: &Arc<Ctx>, mut req: Request<Incoming>) -> Resp {
+    let target = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let host = cloud::normalize_host(&target);
+    if let Route::KeyVault { vault, .. } = cloud::route(&host)
+        && ctx.shared.state().vault(&vault).is_none()
+    {
+        info!(method = "CONNECT", host = %host, status = 502, "no such vault: refusing tunnel");
+        return wire::empty(502);
+    }
+    ctx.shared.counters().tunnels += 1;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve_tls(ctx, upgraded).await,
+            Err(error) => debug!(%error, "CONNECT upgrade failed"),
+        }
+    });
+    debug!(host = %host, "tunnel opened");
+    wire::empty(200)
+}
+
+/// Terminates TLS on a tunnel and serves HTTP/1.1 or HTTP/2 on it.
+async fn serve_tls(ctx: Arc<Ctx>, upgraded: Upgraded) {
+    let mut stop = ctx.shutdown.clone();
+    let handshake = tokio::select! {
+        result = ctx.tls.accept(TokioIo::new(upgraded)) => result,
+        _ = stopped(&mut stop) => return,
+    };
+    let stream = match handshake {
+        Ok(stream) => {
+            ctx.shared.counters().tls_handshakes += 1;
+            stream
+        }
+        Err(error) => {
+            ctx.shared.counters().tls_handshake_failures += 1;
+            debug!(%error, "TLS handshake failed");
+            return;
+        }
+    };
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(azure_request(&ctx.shared, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::select! {
+        result = conn => if let Err(error) = result {
+            debug!(%error, "TLS connection ended with an error");
+        },
+        _ = stopped(&mut stop) => {}
+    }
+}
+
+async fn azure_request(shared: &Shared, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (host, resp) = match wire::read_body(body).await {
+        Ok(body) => {
+            let req = Req::from_parts(&parts, body);
+            (req.host.clone(), route_azure(shared, &req).await)
+        }
+        Err(_) => (String::new(), too_large()),
+    };
+    log(&parts.method, &host, parts.uri.path(), &resp, started);
+    resp
+}
+
+/// Applies latency and faults for the request's service, then handles it.
+pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
+    let route = cloud::route(&req.host);
+    let target = match &route {
+        Route::Aad(_) => Some(Target::Aad),
+        Route::KeyVault { .. } => Some(Target::KeyVault),
+        Route::Unknown => None,
+    };
+    if let Some(target) = target {
+        let latency = shared.faults().latency(target);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+    let fault = target.and_then(|t| shared.faults().take(t, Instant::now()));
+    match route {
+        Route::Aad(cloud) => aad::handle(shared, cloud, req, fault),
+        Route::KeyVault { vault, cloud } => keyvault::handle(shared, cloud, &vault, req, fault),
+        Route::Unknown => wire::json(
+            404,
+            &serde_json::json!({"error": {"code": "UnknownHost",
+                "message": format!("fake-azure does not serve host '{}'", req.host)}}),
+        ),
+    }
+}
+
+fn too_large() -> Resp {
+    wire::json(
+        413,
+        &serde_json::json!({"error": {"code": "RequestEntityTooLarge",
+            "message": format!("request bodies are limited to {} bytes", wire::MAX_BODY_BYTES)}}),
+    )
+}
+
+fn log(method: &Method, host: &str, path: &str, resp: &Resp, started: Instant) {
+    info!(
+        %method,
+        host,
+        path,
+        status = resp.status().as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "request"
+    );
+}

@@ -1,0 +1,299 @@
+//! End-to-end tests of the running fake over real sockets: a plain reqwest
+//! client through the CONNECT proxy (TLS, HTTP/2), the control API, the
+//! loopback rule and shutdown.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::testutil::{ISSUER, blog_assertion};
+use crate::{
+    BLOG_CLIENT_ID, BLOG_SECRET_NAME, BLOG_SECRET_VALUE, BLOG_TENANT_ID, BLOG_VAULT, FakeAzure,
+    Seed, grant, op,
+};
+
+fn proxied_client(fake: &FakeAzure, http2: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).expect("CA PEM");
+    let mut builder = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(fake.proxy_url()).expect("proxy"))
+        .tls_certs_only([ca]);
+    if !http2 {
+        builder = builder.http1_only();
+    }
+    builder.build().expect("client")
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+async fn json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn get_token(client: &reqwest::Client) -> String {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_assertion", &blog_assertion())
+        .append_pair("client_assertion_type", crate::aad::JWT_BEARER)
+        .append_pair("client_id", BLOG_CLIENT_ID)
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", "https://vault.azure.net/.default")
+        .finish();
+    let resp = client
+        .post(format!(
+            "https://login.microsoftonline.com/{BLOG_TENANT_ID}/oauth2/v2.0/token"
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("token request");
+    let (status, body) = json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn reqwest_through_the_proxy_gets_a_token_and_a_secret() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    for http2 in [true, false] {
+        let client = proxied_client(&fake, http2);
+        let token = get_token(&client).await;
+        let url = format!(
+            "https://{BLOG_VAULT}.vault.azure.net/secrets/{BLOG_SECRET_NAME}?api-version=7.4"
+        );
+        let resp = client.get(&url).send().await.expect("probe");
+        assert_eq!(resp.status().as_u16(), 401);
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let _ = resp.text().await;
+        let resp = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
+        let expected = if http2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(resp.version(), expected);
+        let (status, body) = json(resp).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["value"], BLOG_SECRET_VALUE);
+    }
+    let counters = fake.counters();
+    assert_eq!(
+        counters.token_requests_with(grant::CLIENT_ASSERTION, crate::OUTCOME_OK),
+        2
+    );
+    assert_eq!(
+        counters.keyvault_requests_with(BLOG_VAULT, op::GET_SECRET, 200),
+        2
+    );
+    assert_eq!(counters.challenges, 2);
+    // One connection per host per client: AAD and the vault, twice.
+    assert_eq!(counters.tls_handshakes, 4);
+    assert_eq!(counters.tunnels, 4);
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_vaults_are_refused_at_connect() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    let client = proxied_client(&fake, true);
+    let result = client
+        .get("https://kv-does-not-exist.vault.azure.net/secrets/x?api-version=7.4")
+        .send()
+        .await;
+    assert!(
+        result.is_err(),
+        "expected a connection error, got {result:?}"
+    );
+    assert_eq!(fake.counters().tunnels, 0);
+}
+
+#[tokio::test]
+async fn control_api_mutates_state_and_faults() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    let base = format!("http://{}/_fake", fake.addr());
+    let http = plain_client();
+
+    let resp = http
+        .put(format!(
+            "{base}/vaults/{BLOG_VAULT}/secrets/{BLOG_SECRET_NAME}"
+        ))
+        .body(r#"{"value":"from-control","content_type":"text/plain"}"#)
+        .send()
+        .await
+        .expect("put");
+    let (status, body) = json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let version = body["version"].as_str().expect("version").to_string();
+    assert_eq!(
+        fake.secret_versions(BLOG_VAULT, BLOG_SECRET_NAME)
+            .expect("versions")
+            .last(),
+        Some(&version)
+    );
+
+    let fault = r#"{"target":"key_vault","fail_5xx":{"status":503,"count":1}}"#;
+    let (status, _) = json(
+        http.post(format!("{base}/faults"))
+            .body(fault)
+            .send()
+            .await
+            .expect("faults"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let client = proxied_client(&fake, true);
+    let token = get_token(&client).await;
+    let url =
+        format!("https://{BLOG_VAULT}.vault.azure.net/secrets/{BLOG_SECRET_NAME}?api-version=7.4");
+    let (status, body) = json(
+        client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "ServiceUnavailable");
+    let (status, body) = json(
+        client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"], "from-control");
+    assert_eq!(body["contentType"], "text/plain");
+
+    let (status, counters) = json(
+        http.get(format!("{base}/counters"))
+            .send()
+            .await
+            .expect("counters"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        counters["keyvault_requests"][BLOG_VAULT][op::GET_SECRET]["503"],
+        1
+    );
+    let (status, _) = json(
+        http.post(format!("{base}/reset-counters"))
+            .send()
+            .await
+            .expect("reset"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.counters(), crate::Counters::default());
+
+    let (status, _) = json(
+        http.delete(format!("{base}/faults"))
+            .send()
+            .await
+            .expect("clear"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ca = http
+        .get(format!("{base}/ca.pem"))
+        .send()
+        .await
+        .expect("ca")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert_eq!(ca, fake.ca_pem());
+    let mint = r#"{"issuer":"https://i","namespace":"n","service_account":"s","audience":"a"}"#;
+    let (status, body) = json(
+        http.post(format!("{base}/service-account-token"))
+            .body(mint)
+            .send()
+            .await
+            .expect("mint"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["token"].as_str().map(|t| t.split('.').count()),
+        Some(3)
+    );
+    let (status, body) = json(
+        http.put(format!("{base}/vaults/nope/secrets/x"))
+            .body(r#"{"value":"v"}"#)
+            .send()
+            .await
+            .expect("put"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = json(
+        http.post(format!("{base}/faults"))
+            .body("{")
+            .send()
+            .await
+            .expect("bad"),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn latency_is_applied() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    fake.set_latency(crate::Target::Aad, Duration::from_millis(200));
+    let client = proxied_client(&fake, true);
+    let started = std::time::Instant::now();
+    get_token(&client).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn refuses_non_loopback_and_stops_on_shutdown() {
+    let any = "0.0.0.0:0".parse().expect("addr");
+    assert!(FakeAzure::start_on(Seed::default(), any).await.is_err());
+    let fake = FakeAzure::start(Seed::default()).await.expect("start");
+    let addr = fake.addr();
+    assert!(addr.ip().is_loopback());
+    assert_eq!(fake.proxy_url(), format!("http://{addr}"));
+    fake.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn write_ca_pem_writes_the_ca() {
+    let fake = FakeAzure::start(Seed::default()).await.expect("start");
+    let path = std::env::temp_dir().join(format!("fake-azure-ca-{}.pem", fake.addr().port()));
+    fake.write_ca_pem(&path).expect("write");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        fake.ca_pem()
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,16 @@
+//! Integration tests: the real provider binary on a unix socket, driven like
+//! the Secrets Store CSI Driver, against the bundled Azure fake reached
+//! through an HTTPS proxy on loopback. `make test` runs them inside a
+//! loopback-only network namespace.
+
+// Harness: starts the fake and the provider; the driver imitation.
+#[path = "support/driver.rs"]
+mod driver;
+#[path = "support/raw_h2.rs"]
+mod raw_h2;
+mod util;
+
+// The blog walkthrough and the mount contract (files, modes, versions, errors).
+mod mount;
+// Version, old drivers' :authority, shutdown, socket permissions.
+mod server;

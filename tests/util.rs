@@ -1,0 +1,163 @@
+//! Test harness: one Azure fake (in-process) and one provider process per
+//! test, each in its own temporary directory. The provider's environment is
+//! cleared and then given only `HTTPS_PROXY` (the fake) and `SSL_CERT_FILE`
+//! (the fake's CA), so it can reach nothing but the fake.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use akv_csi_provider::proto::{MountResponse, VersionRequest};
+use fake_azure::{FakeAzure, Seed};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
+
+/// The cluster's service-account issuer the fake trusts.
+pub const ISSUER: &str = "https://oidc.blog-post.test/issuer";
+
+/// The SecretProviderClass of the blog, as shipped under deploy/examples.
+pub const BLOG_SPC: &str = include_str!("../deploy/examples/secretproviderclass.yaml");
+
+/// A running fake and provider.
+pub struct Harness {
+    pub fake: FakeAzure,
+    pub socket: PathBuf,
+    dir: TempDir,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Harness {
+    /// The blog's vault and identity, provider with default flags.
+    pub async fn start() -> Self {
+        Self::start_with(Seed::blog_walkthrough(ISSUER), &[]).await
+    }
+
+    /// A given seed and extra provider flags.
+    pub async fn start_with(seed: Seed, args: &[&str]) -> Self {
+        let fake = FakeAzure::start(seed).await.expect("fake starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, fake.ca_pem()).expect("write CA");
+        let socket = dir.path().join("azure.sock");
+        let log = dir.path().join("provider.log");
+        let child = spawn_provider(&socket, &ca, &fake.proxy_url(), &log, args);
+        let harness = Self {
+            fake,
+            socket,
+            dir,
+            log,
+            child: Some(child),
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.socket.exists() {
+                if let Ok(mut client) = driver::connect(&self.socket).await {
+                    if client
+                        .version(VersionRequest {
+                            version: "v1alpha1".into(),
+                        })
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("provider did not serve within 10s; logs:\n{}", self.logs());
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A projected service-account token for the WI audience.
+    pub fn token(&self, namespace: &str, service_account: &str) -> ServiceAccountToken {
+        ServiceAccountToken {
+            audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
+            token: fake_azure::mint_service_account_token(
+                ISSUER,
+                namespace,
+                service_account,
+                driver::WORKLOAD_IDENTITY_AUDIENCE,
+                Duration::from_secs(3600),
+            ),
+            expiration: "2099-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// Mounts a SecretProviderClass for a pod with its WI token.
+    pub async fn mount_spc(
+        &self,
+        spc: &SecretProviderClass,
+        pod: &Pod,
+    ) -> Result<MountResponse, tonic::Status> {
+        let tokens = [self.token(&pod.namespace, &pod.service_account)];
+        let attributes = driver::attributes(spc, pod, &tokens);
+        self.mount_raw(driver::mount_request(attributes, None, pod))
+            .await
+    }
+
+    /// Sends a prepared request.
+    pub async fn mount_raw(
+        &self,
+        request: akv_csi_provider::proto::MountRequest,
+    ) -> Result<MountResponse, tonic::Status> {
+        let mut client = driver::connect(&self.socket).await.expect("connect");
+        client.mount(request).await.map(|r| r.into_inner())
+    }
+
+    /// The blog SPC with its `objects` replaced.
+    pub fn blog_spc_with_objects(objects_yaml: &str) -> SecretProviderClass {
+        let mut spc = SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses");
+        spc.parameters.insert("objects".into(), objects_yaml.into());
+        spc
+    }
+
+    /// Everything the provider wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("provider running");
+        let pid = child.id().expect("pid").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("provider exits within 10s after SIGTERM")
+            .expect("wait")
+    }
+}
+
+fn spawn_provider(socket: &Path, ca: &Path, proxy: &str, log: &Path, args: &[&str]) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_akv-csi-provider"))
+        .arg(format!("--endpoint=unix://{}", socket.display()))
+        .args(args)
+        .env_clear()
+        .env("HTTPS_PROXY", proxy)
+        .env("SSL_CERT_FILE", ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("provider binary starts")
+}
