@@ -52,7 +52,17 @@ fn options() -> anyhow::Result<Options> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("driver: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let options = options()?;
     let spc = driver::SecretProviderClass::from_file(&options.spc)?;
     let token = driver::ServiceAccountToken {
@@ -97,6 +107,24 @@ async fn main() -> anyhow::Result<()> {
             version.id,
             version.version
         );
+    }
+    // What the driver's sync controller builds from these files.
+    for (name, kind, data) in driver::synced_secrets(&spc, &response)? {
+        let ns = &options.pod.namespace;
+        println!("Secret {ns}/{name} ({kind}) synced from the mount:");
+        for (key, value) in data {
+            let path = options
+                .out
+                .join("..")
+                .join("secrets")
+                .join(&name)
+                .join(&key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, &value)?;
+            println!("  data.{key}: {} bytes", value.len());
+        }
     }
     Ok(())
 }

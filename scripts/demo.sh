@@ -42,9 +42,9 @@ env -i PATH="$PATH" HTTPS_PROXY="$proxy" SSL_CERT_FILE="$run/ca.pem" \
 pids+=($!)
 wait_for "$run/azure.sock" "akv-csi-provider"
 
-echo "== mounting deploy/examples/secretproviderclass.yaml as the CSI driver would"
+echo "== mounting deploy/examples/secretproviderclass-sync.yaml as the CSI driver would"
 "$bin/examples/driver" --socket "$run/azure.sock" \
-  --spc deploy/examples/secretproviderclass.yaml \
+  --spc deploy/examples/secretproviderclass-sync.yaml \
   --namespace blog-post --pod busybox-secrets-store-inline \
   --service-account kv-access-account --issuer "$issuer" --out "$out"
 
@@ -52,5 +52,8 @@ echo "== files under $out"
 for f in "$out"/*; do
   printf '%s (mode %s): %s\n' "$f" "$(stat -c %a "$f")" "$(cat "$f")"
 done
+echo "== what the pod sees"
+echo "   cat /mnt/secrets-store/MySecretPassword -> $(cat "$out/MySecretPassword")"
+echo "   env PASSWORD (Secret secret-blog-post, key Password) -> $(cat demo/mnt/secrets/secret-blog-post/Password)"
 echo "== provider log"
 cat "$run/provider.log"

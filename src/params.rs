@@ -533,9 +533,13 @@ fn token_for_audience(
         return Err(TokenError::NotFound);
     }
     let expected = "a JSON object of audience to {token, expirationTimestamp}";
-    let map: Option<BTreeMap<String, Entry>> = serde_json::from_str(tokens)
+    // `null` at either level reads as empty, as in Go.
+    let map: Option<BTreeMap<String, Option<Entry>>> = serde_json::from_str(tokens)
         .map_err(|e| TokenError::Unmarshal(JsonError::new(&e, expected)))?;
-    let entry = map.as_ref().and_then(|m| m.get(audience));
+    let entry = map
+        .as_ref()
+        .and_then(|m| m.get(audience))
+        .and_then(Option::as_ref);
     match entry.and_then(|e| e.token.as_deref()) {
         None | Some("") => Err(TokenError::AudienceNotFound(audience)),
         Some(token) => Ok(ServiceAccountToken {

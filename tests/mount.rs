@@ -18,7 +18,8 @@ async fn blog_walkthrough_mounts_my_secret_password() {
     let harness = Harness::start().await;
     let version = harness
         .fake
-        .set_secret(VAULT, "MySecretPassword", "s3cr3t-from-the-fake", None);
+        .set_secret(VAULT, "MySecretPassword", "s3cr3t-from-the-fake", None)
+        .unwrap();
     harness.fake.reset_counters();
 
     let response = harness
@@ -38,16 +39,15 @@ async fn blog_walkthrough_mounts_my_secret_password() {
 
     let counters = harness.fake.counters();
     assert_eq!(
-        counters.token_requests(),
+        counters.token_requests_total(),
         1,
         "one token exchange: {counters:?}"
     );
     assert_eq!(
-        counters.challenges(),
-        0,
+        counters.challenges, 0,
         "bearer sent up front, no 401 round trip: {counters:?}"
     );
-    assert_eq!(counters.keyvault_gets(), 1, "{counters:?}");
+    assert_eq!(counters.keyvault_requests_total(), 1, "{counters:?}");
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn wrong_service_account_fails_with_aadsts70021() {
         message.contains("login.microsoftonline.com"),
         "names the endpoint: {message}"
     );
-    assert_eq!(harness.fake.counters().keyvault_gets(), 0);
+    assert_eq!(harness.fake.counters().keyvault_requests_total(), 0);
 }
 
 #[tokio::test]
@@ -124,7 +124,7 @@ async fn parent_directory_alias_is_rejected_before_any_request() {
     );
     let counters = harness.fake.counters();
     assert_eq!(
-        counters.token_requests() + counters.keyvault_gets(),
+        counters.token_requests_total() + counters.keyvault_requests_total(),
         0,
         "{counters:?}"
     );
@@ -150,12 +150,22 @@ async fn all_or_nothing_when_one_object_fails() {
 #[tokio::test]
 async fn versions_aliases_encodings_and_modes() {
     let harness = Harness::start().await;
-    let old = harness.fake.set_secret(VAULT, "multi", "first", None);
-    let new = harness.fake.set_secret(VAULT, "multi", "second", None);
+    let old = harness
+        .fake
+        .set_secret(VAULT, "multi", "first", None)
+        .unwrap();
+    let new = harness
+        .fake
+        .set_secret(VAULT, "multi", "second", None)
+        .unwrap();
     harness
         .fake
-        .set_secret(VAULT, "b64", "aGVsbG8gd29ybGQ=", None);
-    harness.fake.set_secret(VAULT, "hexed", "68657821", None);
+        .set_secret(VAULT, "b64", "aGVsbG8gd29ybGQ=", None)
+        .unwrap();
+    harness
+        .fake
+        .set_secret(VAULT, "hexed", "68657821", None)
+        .unwrap();
     let objects = format!(
         "array:\n\
          \x20 - |\n    objectName: multi\n    objectType: secret\n    objectVersion: {old}\n    objectAlias: nested/dir/old\n\
@@ -218,12 +228,15 @@ async fn no_token_or_secret_in_logs_at_highest_verbosity() {
         &["-v=9"],
     )
     .await;
-    harness.fake.set_secret(
-        VAULT,
-        "MySecretPassword",
-        "distinctive-secret-value-93",
-        None,
-    );
+    harness
+        .fake
+        .set_secret(
+            VAULT,
+            "MySecretPassword",
+            "distinctive-secret-value-93",
+            None,
+        )
+        .unwrap();
     let pod = Pod::blog();
     let token = harness.token(&pod.namespace, &pod.service_account);
     let attributes = crate::driver::attributes(&blog_spc(), &pod, std::slice::from_ref(&token));
@@ -249,5 +262,78 @@ async fn no_token_or_secret_in_logs_at_highest_verbosity() {
     assert!(
         !logs.contains(signature),
         "service-account token leaked:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn service_principal_from_node_publish_secret_ref() {
+    let harness = Harness::start().await;
+    let mut spc = blog_spc();
+    spc.parameters.remove("clientID");
+    let pod = Pod::blog();
+    let secrets: std::collections::BTreeMap<String, String> = [
+        ("ClientID".to_owned(), fake_azure::BLOG_CLIENT_ID.to_owned()),
+        (
+            "clientsecret".to_owned(),
+            fake_azure::BLOG_CLIENT_SECRET.to_owned(),
+        ),
+    ]
+    .into();
+    let attributes = crate::driver::attributes(&spc, &pod, &[]);
+    let response = harness
+        .mount_raw(crate::driver::mount_request(
+            attributes,
+            Some(&secrets),
+            &pod,
+        ))
+        .await
+        .expect("mount succeeds");
+    assert_eq!(
+        response.files[0].contents,
+        fake_azure::BLOG_SECRET_VALUE.as_bytes()
+    );
+    let counters = harness.fake.counters();
+    assert_eq!(
+        counters.token_requests_with(fake_azure::grant::CLIENT_SECRET, fake_azure::OUTCOME_OK),
+        1,
+        "{counters:?}"
+    );
+
+    // Without the secret ref, the upstream error text.
+    let attributes = crate::driver::attributes(&spc, &pod, &[]);
+    let status = harness
+        .mount_raw(crate::driver::mount_request(attributes, None, &pod))
+        .await
+        .expect_err("no identity");
+    assert_eq!(
+        status.message(),
+        "failed to mount objects, error: failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set"
+    );
+}
+
+#[tokio::test]
+async fn blog_sync_variant_feeds_secret_blog_post_password() {
+    let harness = Harness::start().await;
+    let spc = SecretProviderClass::from_yaml(include_str!(
+        "../deploy/examples/secretproviderclass-sync.yaml"
+    ))
+    .unwrap();
+    let response = harness
+        .mount_spc(&spc, &Pod::blog())
+        .await
+        .expect("mount succeeds");
+    let synced = crate::driver::synced_secrets(&spc, &response).expect("every key has its file");
+    assert_eq!(synced.len(), 1);
+    let (name, kind, data) = &synced[0];
+    assert_eq!(
+        (name.as_str(), kind.as_str()),
+        ("secret-blog-post", "Opaque")
+    );
+    assert_eq!(
+        data,
+        &vec![(
+            "Password".to_owned(),
+            fake_azure::BLOG_SECRET_VALUE.as_bytes().to_vec()
+        )]
     );
 }

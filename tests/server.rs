@@ -78,3 +78,37 @@ async fn sigterm_stops_cleanly_and_removes_the_socket() {
     );
     assert!(!harness.socket.exists(), "socket removed on shutdown");
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_mount_finish() {
+    let mut harness = Harness::start().await;
+    harness.fake.set_latency(
+        fake_azure::Target::KeyVault,
+        std::time::Duration::from_millis(800),
+    );
+    let spc = driver::SecretProviderClass::from_yaml(crate::util::BLOG_SPC).unwrap();
+    let pod = driver::Pod::blog();
+    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
+    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
+    let mut client = driver::connect(&harness.socket).await.unwrap();
+    let in_flight = tokio::spawn(async move { client.mount(request).await });
+    // Wait until the provider is inside Key Vault's latency window.
+    for _ in 0..100 {
+        if harness.fake.counters().tokens_issued() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        harness.fake.counters().tokens_issued() > 0,
+        "the mount started"
+    );
+    let status = harness.terminate().await;
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight mount completes")
+        .into_inner();
+    assert_eq!(response.files.len(), 1);
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -59,22 +59,22 @@ impl Harness {
 
     async fn wait_ready(&self) {
         for _ in 0..200 {
-            if self.socket.exists() {
-                if let Ok(mut client) = driver::connect(&self.socket).await {
-                    if client
-                        .version(VersionRequest {
-                            version: "v1alpha1".into(),
-                        })
-                        .await
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
+            if self.socket.exists() && self.answers_version().await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("provider did not serve within 10s; logs:\n{}", self.logs());
+    }
+
+    async fn answers_version(&self) -> bool {
+        let Ok(mut client) = driver::connect(&self.socket).await else {
+            return false;
+        };
+        let request = VersionRequest {
+            version: "v1alpha1".into(),
+        };
+        client.version(request).await.is_ok()
     }
 
     pub fn dir(&self) -> &Path {

@@ -509,7 +509,8 @@ fn identity_errors() {
     let tokens = tokens();
     let wi_only = json!({WORKLOAD_IDENTITY_AUDIENCE: {"token": WI_TOKEN}}).to_string();
     let empty_token = json!({WORKLOAD_IDENTITY_AUDIENCE: {"token": ""}}).to_string();
-    let cases: [(Attrs, &str); 11] = [
+    let null_entry = json!({WORKLOAD_IDENTITY_AUDIENCE: null}).to_string();
+    let cases: [(Attrs, &str); 12] = [
         (
             with(&[(CLIENT_ID, "c")]),
             "None: failed to parse workload identity tokens, error: service account tokens not found",
@@ -520,6 +521,10 @@ fn identity_errors() {
         ),
         (
             with(&[(CLIENT_ID, "c"), (SERVICE_ACCOUNT_TOKENS, &empty_token)]),
+            "None: failed to parse workload identity tokens, error: token for audience api://AzureADTokenExchange not found",
+        ),
+        (
+            with(&[(CLIENT_ID, "c"), (SERVICE_ACCOUNT_TOKENS, &null_entry)]),
             "None: failed to parse workload identity tokens, error: token for audience api://AzureADTokenExchange not found",
         ),
         (

@@ -40,11 +40,22 @@ impl Pod {
     }
 }
 
-/// A SecretProviderClass document: its name and `spec.parameters`.
+/// A SecretProviderClass document: its name, `spec.parameters` and
+/// `spec.secretObjects`.
 #[derive(Clone, Debug)]
 pub struct SecretProviderClass {
     pub name: String,
     pub parameters: BTreeMap<String, String>,
+    pub secret_objects: Vec<SecretObject>,
+}
+
+/// One `secretObjects` entry: a Kubernetes Secret built from mounted files.
+#[derive(Clone, Debug)]
+pub struct SecretObject {
+    pub secret_name: String,
+    pub secret_type: String,
+    /// (key in the Secret, file name in the mount)
+    pub data: Vec<(String, String)>,
 }
 
 impl SecretProviderClass {
@@ -68,7 +79,37 @@ impl SecretProviderClass {
             };
             parameters.insert(key, value);
         }
-        Ok(Self { name, parameters })
+        let mut secret_objects = Vec::new();
+        for entry in doc["spec"]["secretObjects"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let mut data = Vec::new();
+            for item in entry["data"].as_sequence().into_iter().flatten() {
+                let key = item["key"].as_str().context("secretObjects data key")?;
+                let object = item["objectName"]
+                    .as_str()
+                    .context("secretObjects data objectName")?;
+                data.push((key.to_owned(), object.to_owned()));
+            }
+            secret_objects.push(SecretObject {
+                secret_name: entry["secretName"]
+                    .as_str()
+                    .context("secretObjects secretName")?
+                    .to_owned(),
+                secret_type: entry["type"]
+                    .as_str()
+                    .context("secretObjects type")?
+                    .to_owned(),
+                data,
+            });
+        }
+        Ok(Self {
+            name,
+            parameters,
+            secret_objects,
+        })
     }
 
     /// Reads a SecretProviderClass file.
@@ -180,4 +221,33 @@ pub fn write_files(dir: &Path, response: &MountResponse) -> anyhow::Result<Vec<P
         written.push(path);
     }
     Ok(written)
+}
+
+/// A synced Secret: (name, type, [(key, bytes)]).
+pub type SyncedSecret = (String, String, Vec<(String, Vec<u8>)>);
+
+/// The Secrets the driver's sync controller would build from a response:
+/// (secret name, type, [(key, bytes)]). Like the driver, a key whose file
+/// is missing is an error.
+pub fn synced_secrets(
+    spc: &SecretProviderClass,
+    response: &MountResponse,
+) -> anyhow::Result<Vec<SyncedSecret>> {
+    spc.secret_objects
+        .iter()
+        .map(|object| {
+            let data = object
+                .data
+                .iter()
+                .map(|(key, file)| {
+                    let found = response.files.iter().find(|f| &f.path == file);
+                    let found = found.with_context(|| {
+                        format!("file matching objectName {file} not found in the pod")
+                    })?;
+                    Ok((key.clone(), found.contents.clone()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((object.secret_name.clone(), object.secret_type.clone(), data))
+        })
+        .collect()
 }

@@ -142,7 +142,7 @@ fn issue(
         tenant_id: tenant.to_string(),
         client_id: app.client_id.clone(),
         resource,
-        expires_at: now + lifetime,
+        expires_at: now.saturating_add(lifetime),
     };
     let token = state.issue_token(grant, now);
     Ok(json!({

@@ -155,7 +155,10 @@ impl Faults {
         if let Some(t) = &spec.throttle {
             let limit = match (t.count, t.for_ms) {
                 (Some(n), _) => Limit::Count(n),
-                (None, Some(ms)) => Limit::Until(now + Duration::from_millis(ms)),
+                // A deadline past what Instant can hold means "forever".
+                (None, Some(ms)) => now
+                    .checked_add(Duration::from_millis(ms))
+                    .map_or(Limit::Count(u32::MAX), Limit::Until),
                 (None, None) => Limit::Count(1),
             };
             self.throttle(spec.target, t.retry_after_secs, limit);

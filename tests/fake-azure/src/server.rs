@@ -117,7 +117,7 @@ fn connect(ctx: &Arc<Ctx>, mut req: Request<Incoming>) -> Resp {
     if let Route::KeyVault { vault, .. } = cloud::route(&host)
         && ctx.shared.state().vault(&vault).is_none()
     {
-        info!(method = "CONNECT", host = %host, status = 502, "no such vault: refusing tunnel");
+        info!(method = "CONNECT", host = %host, status = 502, "tunnel refused: no such vault");
         return wire::empty(502);
     }
     ctx.shared.counters().tunnels += 1;
@@ -129,7 +129,7 @@ fn connect(ctx: &Arc<Ctx>, mut req: Request<Incoming>) -> Resp {
             Err(error) => debug!(%error, "CONNECT upgrade failed"),
         }
     });
-    debug!(host = %host, "tunnel opened");
+    info!(method = "CONNECT", host = %host, status = 200, "tunnel");
     wire::empty(200)
 }
 

@@ -58,10 +58,8 @@ pub(crate) fn post(host: &str, path: &str, body: Bytes) -> Req {
 
 pub(crate) fn get(host: &str, path: &str, query: &str, bearer: Option<&str>) -> Req {
     let mut headers = HeaderMap::new();
-    if let Some(token) = bearer {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            headers.insert("authorization", v);
-        }
+    if let Some(Ok(v)) = bearer.map(|t| HeaderValue::from_str(&format!("Bearer {t}"))) {
+        headers.insert("authorization", v);
     }
     Req::new(Method::GET, host, path, query, headers, Bytes::new())
 }

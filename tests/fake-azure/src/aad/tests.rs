@@ -35,6 +35,9 @@ fn assert_aad_error(body: &serde_json::Value, error: &str, code: u32) {
         assert!(description.contains(part), "{description}");
     }
     assert!(body["trace_id"].is_string() && body["correlation_id"].is_string());
+    // Entra ID's descriptions need no JSON escapes; azure_identity relies on it.
+    let encoded = serde_json::to_string(description).unwrap_or_default();
+    assert!(!encoded.contains('\\'), "{encoded}");
 }
 
 #[tokio::test]
