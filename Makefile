@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: all build release test unit demo lint fmt clippy clean
+.PHONY: all build release test demo bench lint fmt clippy clean
 
 all: build
 
@@ -27,6 +27,11 @@ demo:
 	$(CARGO) build $(CARGO_FLAGS) --bin akv-csi-provider --example driver
 	$(CARGO) build $(CARGO_FLAGS) -p fake-azure --bin fake-azure
 	scripts/demo.sh
+
+# Performance scenarios of issue 5 on the bundled fake; writes docs/benchmarks.md.
+bench:
+	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example bench
+	target/release/examples/bench
 
 lint: fmt clippy
 
