@@ -1,0 +1,185 @@
+//! Single flight: identical reads that are in flight at the same time share
+//! one request. The first caller for a key does the work; callers that
+//! arrive while it runs wait for its result instead of sending their own.
+//!
+//! The key decides who may share: callers must put everything that makes a
+//! result valid for them into it (for Key Vault: the identity's tenant and
+//! client id, the vault, the object type, name and version). Nothing is
+//! remembered once the flight lands — caching is a separate, opt-in layer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+/// In-flight work by key.
+#[derive(Debug)]
+pub struct SingleFlight<K, V> {
+    flights: Mutex<HashMap<K, Arc<OnceCell<V>>>>,
+}
+
+impl<K, V> Default for SingleFlight<K, V> {
+    fn default() -> Self {
+        Self {
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Whether a caller did the work or shared another caller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
+    /// Runs `work` unless an identical flight is under way, and returns its
+    /// result. If the caller doing the work is cancelled, a waiting caller
+    /// takes over with its own `work`.
+    pub async fn run<F, Fut>(&self, key: K, work: F) -> (V, Role)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        let (cell, mut role) = self.join(&key);
+        let _landing = Landing {
+            flights: &self.flights,
+            key: &key,
+            cell: &cell,
+        };
+        let value = cell
+            .get_or_init(|| {
+                role = Role::Leader;
+                work()
+            })
+            .await
+            .clone();
+        (value, role)
+    }
+
+    /// The flight for `key`, creating it if there is none.
+    fn join(&self, key: &K) -> (Arc<OnceCell<V>>, Role) {
+        let mut flights = lock(&self.flights);
+        match flights.get(key) {
+            Some(cell) => (cell.clone(), Role::Follower),
+            None => {
+                let cell = Arc::new(OnceCell::new());
+                flights.insert(key.clone(), cell.clone());
+                (cell, Role::Follower)
+            }
+        }
+    }
+
+    /// Flights currently in the air (for tests and metrics).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.flights).len()
+    }
+}
+
+/// Removes the flight when a caller leaves (done or cancelled), unless a
+/// newer flight has already replaced it. A landed result is never served to
+/// callers that arrive later.
+struct Landing<'a, K: Hash + Eq, V> {
+    flights: &'a Mutex<HashMap<K, Arc<OnceCell<V>>>>,
+    key: &'a K,
+    cell: &'a Arc<OnceCell<V>>,
+}
+
+impl<K: Hash + Eq, V> Drop for Landing<'_, K, V> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        if flights
+            .get(self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
+        {
+            flights.remove(self.key);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoning only means a holder panicked; the map is still consistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_identical_calls_share_one_run() {
+        let flights = Arc::new(SingleFlight::<&str, u32>::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (flights, runs) = (flights.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run("k", || async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        7
+                    })
+                    .await
+            }));
+        }
+        let mut leaders = 0;
+        for task in tasks {
+            let (value, role) = task.await.unwrap();
+            assert_eq!(value, 7);
+            leaders += usize::from(role == Role::Leader);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(leaders, 1);
+        assert_eq!(flights.in_flight(), 0, "landed flights are removed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn different_keys_do_not_share() {
+        let flights = SingleFlight::<String, String>::default();
+        let (a, b) = tokio::join!(
+            flights.run("tenant-a/client-1".into(), || async { "a".to_owned() }),
+            flights.run("tenant-b/client-1".into(), || async { "b".to_owned() }),
+        );
+        assert_eq!((a.0.as_str(), b.0.as_str()), ("a", "b"));
+        assert_eq!((a.1, b.1), (Role::Leader, Role::Leader));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn later_calls_do_not_get_a_landed_result() {
+        let flights = SingleFlight::<&str, u32>::default();
+        assert_eq!(flights.run("k", || async { 1 }).await.0, 1);
+        assert_eq!(flights.run("k", || async { 2 }).await.0, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_leader_hands_over_to_a_follower() {
+        let flights = Arc::new(SingleFlight::<&str, u32>::default());
+        let leader = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                flights
+                    .run("k", || async {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        1
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let follower = {
+            let flights = flights.clone();
+            tokio::spawn(async move { flights.run("k", || async { 2 }).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        leader.abort();
+        let (value, role) = follower.await.unwrap();
+        assert_eq!((value, role), (2, Role::Leader));
+    }
+}
