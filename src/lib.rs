@@ -10,14 +10,17 @@
 //! validation) → `mount` (plan, fetch through `auth` and `keyvault`) →
 //! `render` (pure conversion to files) → `server` (response).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authority;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod dryrun;
 pub mod http;
 pub mod keyvault;
+pub mod metrics;
 pub mod mount;
 pub mod object;
 pub mod params;
@@ -25,4 +28,5 @@ pub mod proto;
 pub mod render;
 pub mod server;
 pub mod socket;
+pub mod spc;
 pub mod trace;
