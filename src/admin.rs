@@ -153,8 +153,9 @@ impl Listeners {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        tracing::info!(address = ?self.health_addr(), path = %state.healthz_path, "serving health checks and /readyz");
-        tracing::info!(address = ?self.metrics_addr(), "serving /metrics");
+        let address = |a: Option<SocketAddr>| a.map_or_else(String::new, |a| a.to_string());
+        tracing::info!(address = %address(self.health_addr()), path = %state.healthz_path, "serving health checks and /readyz");
+        tracing::info!(address = %address(self.metrics_addr()), "serving /metrics");
         let health = serve_one(
             self.health,
             Routes {

@@ -18,7 +18,9 @@ use clap::{ArgAction, Parser, Subcommand};
 #[command(
     name = "akv-csi-provider",
     about = "Azure Key Vault provider for the Secrets Store CSI Driver",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // Go's flag package: a repeated flag takes its last value.
+    args_override_self = true
 )]
 pub struct Args {
     /// gRPC listen address: unix:///path/azure.sock (or tcp://host:port for debugging).
@@ -385,6 +387,14 @@ mod tests {
                 "log_backtrace_at",
             ]
         );
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_as_in_go() {
+        let (args, _) =
+            parse_full(&["--healthz-port=8989", "--healthz-port=0", "-v=2", "-v=5"]).unwrap();
+        assert_eq!(args.healthz_port, 0);
+        assert_eq!(args.verbosity, 5);
     }
 
     #[test]
