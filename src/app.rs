@@ -67,6 +67,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AppError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting akv-csi-provider"
+    );
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let service = CsiDriverProviderServer::new(provider(&config, &metrics)?);

@@ -390,6 +390,44 @@ mod tests {
     }
 
     #[test]
+    fn upstream_argument_lists_parse_verbatim() {
+        // deployment/provider-azure-installer.yaml (v1.8.2)
+        let (manifest, _) = parse_full(&[
+            "--endpoint=unix:///provider/azure.sock",
+            "--construct-pem-chain=true",
+            "--healthz-port=8989",
+            "--healthz-path=/healthz",
+            "--healthz-timeout=5s",
+        ])
+        .unwrap();
+        assert_eq!(manifest.endpoint, "unix:///provider/azure.sock");
+        assert_eq!(manifest.healthz_timeout, Duration::from_secs(5));
+        // The chart's Linux and Windows templates with every value set.
+        for endpoint in [
+            "unix:///provider/azure.sock",
+            r"unix://C:\provider\azure.sock",
+        ] {
+            let (chart, ignored) = parse_full(&[
+                &format!("--endpoint={endpoint}"),
+                "--log-format-json=true",
+                "-v=5",
+                "--construct-pem-chain=true",
+                "--custom-user-agent=my-agent/1.0",
+                "--healthz-port=8989",
+                "--healthz-path=/healthz",
+                "--healthz-timeout=5s",
+                "--write-cert-and-key-in-separate-files=true",
+            ])
+            .unwrap();
+            assert_eq!(chart.endpoint, endpoint);
+            assert!(chart.log_format_json && chart.write_cert_and_key_in_separate_files);
+            assert_eq!(chart.verbosity, 5);
+            assert_eq!(chart.custom_user_agent, "my-agent/1.0");
+            assert!(ignored.is_empty());
+        }
+    }
+
+    #[test]
     fn a_repeated_flag_takes_its_last_value_as_in_go() {
         let (args, _) =
             parse_full(&["--healthz-port=8989", "--healthz-port=0", "-v=2", "-v=5"]).unwrap();

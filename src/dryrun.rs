@@ -78,10 +78,7 @@ pub async fn run(config: &Config, args: &DryRunArgs) -> Result<(), DryRunError> 
         .await
         .map_err(|status| DryRunError::Mount(status.message().to_owned()))?
         .into_inner();
-    let written = match &args.out {
-        Some(dir) => Some(write_files(dir, &response)),
-        None => None,
-    };
+    let written = args.out.as_ref().map(|dir| write_files(dir, &response));
     let table = table(&response);
     for file in &mut response.files {
         file.contents.zeroize();
