@@ -16,6 +16,8 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
 use crate::admin::{self, AdminState, Probe, Readiness};
 use crate::auth::Authenticator;
@@ -77,8 +79,9 @@ pub async fn run(
     let server = Server::builder()
         .layer(GrpcMetricsLayer::new(metrics))
         .add_service(service);
-    let listener = GrpcListener::bind(&config.endpoint).await?;
+    // Admin first: a failure there leaves no socket file behind.
     let admin = admin::Listeners::bind(&config.admin).await?;
+    let listener = GrpcListener::bind(&config.endpoint).await?;
     let readiness = Readiness::default();
     let state = AdminState {
         registry: Arc::new(registry),
@@ -96,9 +99,27 @@ pub async fn run(
         readiness.set_stopping();
     };
     readiness.set_ready();
-    let served = match listener {
+    let served = serve_grpc(server, listener, &config.endpoint, shutdown).await;
+    let _ = stop_admin.send(());
+    // A client holding an admin connection open must not block the exit.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin_task).await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type GrpcRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
+
+/// Serves the socket until `shutdown`, then removes the socket file.
+async fn serve_grpc(
+    server: GrpcRouter,
+    listener: GrpcListener,
+    endpoint: &Endpoint,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match listener {
         GrpcListener::Unix { listener, path } => {
-            tracing::info!(endpoint = %config.endpoint, "serving the provider");
+            tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
             let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
             let served = server
@@ -108,18 +129,13 @@ pub async fn run(
             served
         }
         GrpcListener::Tcp(listener) => {
-            tracing::info!(endpoint = %config.endpoint, "serving the provider (tcp, for debugging only)");
+            tracing::info!(%endpoint, "serving the provider (tcp, for debugging only)");
             let incoming = TcpListenerStream::new(listener);
             server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
-    };
-    let _ = stop_admin.send(());
-    let _ = admin_task.await;
-    served?;
-    tracing::info!("stopped");
-    Ok(())
+    }
 }
 
 /// The bound gRPC listener.

@@ -582,3 +582,32 @@ async fn metrics_and_health_can_share_one_port() {
     assert_eq!(status, 200);
     assert!(body.contains("akv_mounts_in_flight"), "{body}");
 }
+
+#[tokio::test]
+async fn a_taken_admin_port_stops_start_up_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("azure.sock");
+    let endpoint = format!("--endpoint=unix://{}", socket.display());
+    let healthz = format!("--healthz-port={port}");
+    let output = run_binary(
+        &[
+            &endpoint,
+            "--admin-bind-address=127.0.0.1",
+            &healthz,
+            "--prometheus-port=0",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (--healthz-port)"
+        )),
+        "{stderr}"
+    );
+    assert!(!socket.exists(), "no socket left behind");
+}
