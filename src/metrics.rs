@@ -314,7 +314,11 @@ mod tests {
         assert!(text.contains("# TYPE keyvault_request histogram"), "{text}");
         let ok = text
             .lines()
-            .find(|l| l.starts_with("keyvault_request_bucket") && l.contains("le=\"0.2\""))
+            .find(|l| {
+                l.starts_with("keyvault_request_bucket")
+                    && l.contains("le=\"0.2\"")
+                    && l.contains("db-password")
+            })
             .expect("a 0.2 bucket");
         for label in [
             "object_type=\"secret\"",
