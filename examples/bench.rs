@@ -47,6 +47,9 @@ impl Provider {
         let started = Instant::now();
         let child = Command::new(binary())
             .arg(format!("--endpoint=unix://{}", socket.display()))
+            // Several providers run at once: admin listeners on free
+            // loopback ports.
+            .args(["--admin-bind-address=127.0.0.1", "--healthz-port=0", "--prometheus-port=0"])
             .args(args)
             .env_clear()
             .env("HTTPS_PROXY", fake.proxy_url())

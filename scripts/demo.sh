@@ -38,7 +38,8 @@ echo "   proxy $proxy, CA $run/ca.pem"
 
 echo "== starting akv-csi-provider on unix://$PWD/$run/azure.sock"
 env -i PATH="$PATH" HTTPS_PROXY="$proxy" SSL_CERT_FILE="$run/ca.pem" \
-  "$bin/akv-csi-provider" --endpoint "unix://$PWD/$run/azure.sock" >"$run/provider.log" 2>&1 &
+  "$bin/akv-csi-provider" --endpoint "unix://$PWD/$run/azure.sock" \
+  --admin-bind-address=127.0.0.1 --healthz-port=0 --prometheus-port=0 >"$run/provider.log" 2>&1 &
 pids+=($!)
 wait_for "$run/azure.sock" "akv-csi-provider"
 

@@ -1,21 +1,31 @@
 //! Builds the long-lived parts from the configuration — one HTTP client, the
-//! authenticator, the Key Vault client, the mount pipeline — and serves the
-//! provider on its socket until SIGTERM or SIGINT. Shutdown is graceful:
-//! the socket stops accepting, in-flight mounts finish, the socket file is
-//! removed.
+//! authenticator, the Key Vault client, the mount pipeline, the metrics
+//! registry — and serves the provider on its socket (with the gRPC metrics
+//! layer) plus the admin endpoints (`admin.rs`) until SIGTERM or SIGINT.
+//! Shutdown is graceful: `/readyz` turns 503, the socket stops accepting,
+//! in-flight mounts finish, the socket file is removed, the admin listeners
+//! close last.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt as _;
+use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
+use crate::admin::{self, AdminState, Probe, Readiness};
 use crate::auth::Authenticator;
 use crate::authority::AuthorityRewrite;
 use crate::config::Config;
 use crate::http::{BuildError, Http};
 use crate::keyvault::KeyVault;
+use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::mount::Mounter;
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::server::Provider;
@@ -36,54 +46,139 @@ pub enum AppError {
     },
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Admin(#[from] admin::BindError),
 }
 
-/// Builds the provider service from the configuration.
-pub fn provider(config: &Config) -> Result<Provider, AppError> {
-    let http = Http::new(&config.http)?;
+/// Builds the provider service from the configuration, recording into
+/// `metrics`.
+pub fn provider(config: &Config, metrics: &Metrics) -> Result<Provider, AppError> {
+    let http = Http::new(&config.http)?.with_metrics(metrics.clone());
     let mounter = Mounter::new(
         Authenticator::new(http.clone()),
         KeyVault::new(http),
         config.mount.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     Ok(Provider::new(mounter, config.parse.clone()))
 }
 
-/// Serves until `shutdown` completes.
+/// Serves the provider socket and the admin endpoints until `shutdown`
+/// completes, then drains in-flight mounts.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AppError> {
-    let service = CsiDriverProviderServer::new(provider(&config)?);
-    let server = Server::builder().add_service(service);
-    match &config.endpoint {
-        Endpoint::Unix(path) => {
-            let listener = socket::bind_unix(path)?;
-            tracing::info!(endpoint = %config.endpoint, "serving the provider");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting akv-csi-provider"
+    );
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let service = CsiDriverProviderServer::new(provider(&config, &metrics)?);
+    let server = Server::builder()
+        .layer(GrpcMetricsLayer::new(metrics))
+        .add_service(service);
+    // Admin first: a failure there leaves no socket file behind.
+    let admin = admin::Listeners::bind(&config.admin).await?;
+    let listener = GrpcListener::bind(&config.endpoint).await?;
+    let readiness = Readiness::default();
+    let state = AdminState {
+        registry: Arc::new(registry),
+        readiness: readiness.clone(),
+        probe: listener.probe(),
+        healthz_path: config.admin.healthz_path.clone(),
+        healthz_timeout: config.admin.healthz_timeout,
+    };
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(admin.serve(state, async {
+        let _ = admin_stopped.await;
+    }));
+    let shutdown = async {
+        shutdown.await;
+        readiness.set_stopping();
+    };
+    readiness.set_ready();
+    let served = serve_grpc(server, listener, &config.endpoint, shutdown).await;
+    let _ = stop_admin.send(());
+    // A client holding an admin connection open must not block the exit.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin_task).await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type GrpcRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
+
+/// Serves the socket until `shutdown`, then removes the socket file.
+async fn serve_grpc(
+    server: GrpcRouter,
+    listener: GrpcListener,
+    endpoint: &Endpoint,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match listener {
+        GrpcListener::Unix { listener, path } => {
+            tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
             let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
             let served = server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;
-            socket::cleanup(path);
-            served?;
+            socket::cleanup(&path);
+            served
         }
-        Endpoint::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Listen {
-                    endpoint: config.endpoint.to_string(),
-                    source,
-                })?;
-            tracing::info!(endpoint = %config.endpoint, "serving the provider (tcp, for debugging only)");
+        GrpcListener::Tcp(listener) => {
+            tracing::info!(%endpoint, "serving the provider (tcp, for debugging only)");
             let incoming = TcpListenerStream::new(listener);
             server
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?;
+                .await
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// The bound gRPC listener.
+enum GrpcListener {
+    Unix {
+        listener: tokio::net::UnixListener,
+        path: PathBuf,
+    },
+    Tcp(tokio::net::TcpListener),
+}
+
+impl GrpcListener {
+    async fn bind(endpoint: &Endpoint) -> Result<Self, AppError> {
+        match endpoint {
+            Endpoint::Unix(path) => Ok(Self::Unix {
+                listener: socket::bind_unix(path)?,
+                path: path.clone(),
+            }),
+            Endpoint::Tcp(addr) => tokio::net::TcpListener::bind(addr)
+                .await
+                .map(Self::Tcp)
+                .map_err(|source| AppError::Listen {
+                    endpoint: endpoint.to_string(),
+                    source,
+                }),
+        }
+    }
+
+    /// What `/healthz` dials to reach this listener.
+    fn probe(&self) -> Probe {
+        match self {
+            Self::Unix { path, .. } => Probe::Unix(path.clone()),
+            Self::Tcp(listener) => {
+                let mut addr = listener
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                Probe::Tcp(addr)
+            }
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -9,11 +9,14 @@
 
 mod aad;
 
+use std::borrow::Cow;
+
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
 use crate::cloud::Cloud;
 use crate::http::{Http, SendError};
+use crate::metrics::TokenMode;
 use crate::params::Identity;
 
 pub use aad::AadError;
@@ -74,6 +77,18 @@ pub enum AuthError {
         "identity mode {mode} is not supported by akv-csi-provider yet; use workload identity (clientID + the api://AzureADTokenExchange token request) or a service principal (nodePublishSecretRef)"
     )]
     Unsupported { mode: &'static str },
+}
+
+impl AuthError {
+    /// A short, bounded code for metrics and logs (`AADSTS70021`,
+    /// `Throttled`, `Timeout`, …).
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::Aad { source, .. } => source.code(),
+            Self::Unreachable { source, .. } => Cow::Borrowed(source.code()),
+            Self::Unsupported { .. } => Cow::Borrowed("UnsupportedIdentity"),
+        }
+    }
 }
 
 /// Obtains tokens over the shared HTTP client.
@@ -150,7 +165,11 @@ impl Authenticator {
                     client_id: client_id.clone(),
                     source,
                 },
-            })?;
+            });
+        let mode_label = TokenMode::of(identity);
+        let error = secret.as_ref().err().map(AuthError::code);
+        self.http.metrics().token_request(mode_label, error);
+        let secret = secret?;
         Ok(AccessToken {
             secret,
             tenant_id: tenant_id.to_owned(),

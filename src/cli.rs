@@ -8,16 +8,19 @@
 //! `config`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// Flags of the provider process.
 #[derive(Debug, Parser)]
 #[command(
     name = "akv-csi-provider",
     about = "Azure Key Vault provider for the Secrets Store CSI Driver",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // Go's flag package: a repeated flag takes its last value.
+    args_override_self = true
 )]
 pub struct Args {
     /// gRPC listen address: unix:///path/azure.sock (or tcp://host:port for debugging).
@@ -65,7 +68,7 @@ pub struct Args {
     pub pprof_port: u16,
 
     /// Write logs as JSON lines.
-    #[arg(long, default_value = "false", value_parser = parse_go_bool, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, global = true, default_value = "false", value_parser = parse_go_bool, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub log_format_json: bool,
 
     /// User-Agent for requests to Entra ID and Key Vault (appended to ours).
@@ -81,7 +84,7 @@ pub struct Args {
     pub sni_name: String,
 
     /// Log verbosity, klog style (-v=2).
-    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
     pub verbosity: u8,
 
     /// Objects of one mount fetched at the same time.
@@ -95,6 +98,141 @@ pub struct Args {
     /// Print the version as JSON and exit.
     #[arg(long, action = ArgAction::SetTrue)]
     pub version: bool,
+
+    /// IP address the health and metrics listeners bind; empty means every
+    /// interface, as upstream.
+    #[arg(long, default_value = "")]
+    pub admin_bind_address: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one the provider serves.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dry-run a SecretProviderClass: mount it in-process for a pod, with
+    /// the given credentials, and print the files (or write them to --out).
+    Mount(DryRunArgs),
+}
+
+/// `akv-csi-provider mount …`: what the driver and kubelet would supply.
+#[derive(Debug, clap::Args)]
+pub struct DryRunArgs {
+    /// The SecretProviderClass YAML (the document applied with kubectl).
+    #[arg(long, value_name = "FILE")]
+    pub spc: PathBuf,
+
+    /// The pod's namespace (default: the SecretProviderClass's).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// The pod's name.
+    #[arg(long)]
+    pub pod: String,
+
+    /// The pod's UID.
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    pub pod_uid: String,
+
+    /// The pod's service account.
+    #[arg(long, default_value = "default")]
+    pub service_account: String,
+
+    /// A service-account token for the pod (workload identity), e.g. from
+    /// `kubectl create token SA --audience api://AzureADTokenExchange`.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Audience the token in --token-file was issued for.
+    #[arg(long, default_value = "api://AzureADTokenExchange")]
+    pub token_audience: String,
+
+    /// Service principal client id (the nodePublishSecretRef `clientid`).
+    #[arg(long, requires = "client_secret_file")]
+    pub client_id: Option<String>,
+
+    /// File holding the service principal's client secret (never pass a
+    /// secret on the command line).
+    #[arg(long, value_name = "FILE", requires = "client_id")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Use the VM's managed identity (IMDS), as `useVMManagedIdentity: "true"`.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub use_vm_managed_identity: bool,
+
+    /// Write the files into this directory instead of printing a table.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// klog's flags (`klog.InitFlags`) that upstream's manifests and charts may
+/// pass. They are accepted and ignored: logs always go to stderr here, and
+/// `-v` (handled by clap) is the only one with an effect.
+const KLOG_BOOL_FLAGS: &[&str] = &[
+    "logtostderr",
+    "alsologtostderr",
+    "skip_headers",
+    "skip_log_headers",
+    "add_dir_header",
+    "one_output",
+];
+const KLOG_VALUE_FLAGS: &[&str] = &[
+    "log_dir",
+    "log_file",
+    "log_file_max_size",
+    "stderrthreshold",
+    "vmodule",
+    "log_backtrace_at",
+];
+
+/// Removes klog's flags in any Go form (`-f`, `--f`, `-f=v`, `-f v` for
+/// flags that take a value); returns the rest and the names removed.
+pub fn strip_klog_flags<I: IntoIterator<Item = OsString>>(args: I) -> (Vec<OsString>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut ignored = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            kept.push(arg);
+            kept.extend(args.by_ref());
+            break;
+        }
+        let Some(text) = arg.to_str() else {
+            kept.push(arg);
+            continue;
+        };
+        let Some(flag) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
+            kept.push(arg);
+            continue;
+        };
+        let (name, has_value) = match flag.split_once('=') {
+            Some((name, _)) => (name, true),
+            None => (flag, false),
+        };
+        if KLOG_BOOL_FLAGS.contains(&name) {
+            ignored.push(name.to_owned());
+        } else if KLOG_VALUE_FLAGS.contains(&name) {
+            ignored.push(name.to_owned());
+            if !has_value {
+                args.next();
+            }
+        } else {
+            kept.push(arg);
+        }
+    }
+    (kept, ignored)
+}
+
+/// Parses a command line as the binary does: klog flags dropped, Go-style
+/// single-dash long flags accepted. Returns the flags and the klog flags
+/// that were ignored.
+pub fn parse<I: IntoIterator<Item = OsString>>(
+    args: I,
+) -> Result<(Args, Vec<String>), clap::Error> {
+    let (args, ignored) = strip_klog_flags(args);
+    let args = Args::try_parse_from(normalize(args))?;
+    Ok((args, ignored))
 }
 
 /// Go's flag package accepts `-flag=value` for long flags; clap wants two
@@ -199,6 +337,161 @@ mod tests {
         assert_eq!(args.verbosity, 2);
         assert!(args.log_format_json);
         assert!(args.write_cert_and_key_in_separate_files);
+    }
+
+    fn parse_full(args: &[&str]) -> Result<(Args, Vec<String>), clap::Error> {
+        super::parse(
+            std::iter::once("akv-csi-provider")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn klog_flags_are_accepted_and_ignored_in_every_go_form() {
+        let (args, ignored) = parse_full(&[
+            "-logtostderr",
+            "--alsologtostderr=false",
+            "-log_dir=/var/log",
+            "-log_file",
+            "/tmp/provider.log",
+            "--log_file_max_size=1800",
+            "-skip_headers=true",
+            "-skip_log_headers",
+            "-stderrthreshold",
+            "INFO",
+            "-vmodule=server=5",
+            "-add_dir_header",
+            "-one_output=true",
+            "-log_backtrace_at=main.go:1",
+            "-v=4",
+            "--endpoint=unix:///provider/azure.sock",
+        ])
+        .unwrap();
+        assert_eq!(args.verbosity, 4);
+        assert_eq!(args.endpoint, "unix:///provider/azure.sock");
+        assert_eq!(
+            ignored,
+            [
+                "logtostderr",
+                "alsologtostderr",
+                "log_dir",
+                "log_file",
+                "log_file_max_size",
+                "skip_headers",
+                "skip_log_headers",
+                "stderrthreshold",
+                "vmodule",
+                "add_dir_header",
+                "one_output",
+                "log_backtrace_at",
+            ]
+        );
+    }
+
+    #[test]
+    fn upstream_argument_lists_parse_verbatim() {
+        // deployment/provider-azure-installer.yaml (v1.8.2)
+        let (manifest, _) = parse_full(&[
+            "--endpoint=unix:///provider/azure.sock",
+            "--construct-pem-chain=true",
+            "--healthz-port=8989",
+            "--healthz-path=/healthz",
+            "--healthz-timeout=5s",
+        ])
+        .unwrap();
+        assert_eq!(manifest.endpoint, "unix:///provider/azure.sock");
+        assert_eq!(manifest.healthz_timeout, Duration::from_secs(5));
+        // The chart's Linux and Windows templates with every value set.
+        for endpoint in [
+            "unix:///provider/azure.sock",
+            r"unix://C:\provider\azure.sock",
+        ] {
+            let (chart, ignored) = parse_full(&[
+                &format!("--endpoint={endpoint}"),
+                "--log-format-json=true",
+                "-v=5",
+                "--construct-pem-chain=true",
+                "--custom-user-agent=my-agent/1.0",
+                "--healthz-port=8989",
+                "--healthz-path=/healthz",
+                "--healthz-timeout=5s",
+                "--write-cert-and-key-in-separate-files=true",
+            ])
+            .unwrap();
+            assert_eq!(chart.endpoint, endpoint);
+            assert!(chart.log_format_json && chart.write_cert_and_key_in_separate_files);
+            assert_eq!(chart.verbosity, 5);
+            assert_eq!(chart.custom_user_agent, "my-agent/1.0");
+            assert!(ignored.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_as_in_go() {
+        let (args, _) =
+            parse_full(&["--healthz-port=8989", "--healthz-port=0", "-v=2", "-v=5"]).unwrap();
+        assert_eq!(args.healthz_port, 0);
+        assert_eq!(args.verbosity, 5);
+    }
+
+    #[test]
+    fn unknown_flags_still_fail() {
+        assert!(parse_full(&["--no-such-flag"]).is_err());
+        assert!(parse_full(&["-no_such_klog_flag=1"]).is_err());
+    }
+
+    #[test]
+    fn go_single_dash_long_flags() {
+        let (args, _) = parse_full(&[
+            "-endpoint",
+            "unix:///x.sock",
+            "-healthz-port=1234",
+            "-log-format-json",
+            "--v",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(args.endpoint, "unix:///x.sock");
+        assert_eq!(args.healthz_port, 1234);
+        assert!(args.log_format_json);
+        assert_eq!(args.verbosity, 3);
+    }
+
+    #[test]
+    fn dry_run_subcommand() {
+        let (args, _) = parse_full(&[
+            "--cloud-name=AzureChinaCloud",
+            "mount",
+            "--spc",
+            "spc.yaml",
+            "--namespace",
+            "ns",
+            "--pod",
+            "p",
+            "--token-file=t",
+            "-v=5",
+        ])
+        .unwrap();
+        assert_eq!(args.cloud_name, "AzureChinaCloud");
+        assert_eq!(args.verbosity, 5);
+        let Some(Command::Mount(dry)) = args.command else {
+            panic!("mount subcommand")
+        };
+        assert_eq!(dry.spc, PathBuf::from("spc.yaml"));
+        assert_eq!(dry.token_file, Some(PathBuf::from("t")));
+        assert_eq!(dry.token_audience, "api://AzureADTokenExchange");
+        assert!(
+            parse_full(&[
+                "mount",
+                "--spc=f",
+                "--namespace=n",
+                "--pod=p",
+                "--client-id=c"
+            ])
+            .is_err(),
+            "a client id needs a secret file"
+        );
     }
 
     #[test]

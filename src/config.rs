@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::admin::AdminConfig;
 use crate::cli::Args;
 use crate::cloud::{Cloud, CloudError};
 use crate::http::{ExtraRoots, HttpConfig};
@@ -26,6 +27,7 @@ pub struct Config {
     pub parse: ParseOptions,
     pub log_json: bool,
     pub verbosity: u8,
+    pub admin: AdminConfig,
 }
 
 /// Why the configuration is unusable.
@@ -41,6 +43,14 @@ pub enum ConfigError {
     Concurrency,
     #[error("SSL_CERT_FILE={path}: {reason}")]
     CertFile { path: String, reason: String },
+    #[error(
+        "--admin-bind-address: {0:?} is not an IP address (leave it empty for every interface)"
+    )]
+    BindAddress(String),
+    #[error("--healthz-path: {0:?} must start with '/' and differ from /readyz and /metrics")]
+    HealthzPath(String),
+    #[error("--healthz-timeout must be greater than 0")]
+    HealthzTimeout,
 }
 
 // === impl Config ===
@@ -73,8 +83,36 @@ impl Config {
             },
             log_json: args.log_format_json,
             verbosity: args.verbosity,
+            admin: admin(args)?,
         })
     }
+}
+
+/// The health and metrics listeners' settings.
+fn admin(args: &Args) -> Result<AdminConfig, ConfigError> {
+    let bind = match args.admin_bind_address.trim() {
+        "" => None,
+        ip => Some(
+            ip.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| ConfigError::BindAddress(ip.to_owned()))?,
+        ),
+    };
+    let path = &args.healthz_path;
+    if !path.starts_with('/') || path == "/readyz" || path == "/metrics" {
+        return Err(ConfigError::HealthzPath(path.clone()));
+    }
+    if args.healthz_timeout.is_zero() {
+        return Err(ConfigError::HealthzTimeout);
+    }
+    Ok(AdminConfig {
+        bind,
+        healthz_port: args.healthz_port,
+        healthz_path: path.clone(),
+        healthz_timeout: args.healthz_timeout,
+        prometheus_port: args.prometheus_port,
+    })
 }
 
 /// `akv-csi-provider/<version>`, followed by `--custom-user-agent` if set.
@@ -116,6 +154,16 @@ mod tests {
     }
 
     #[test]
+    fn admin_listeners_default_to_every_interface() {
+        let config = Config::build(&args(&[]), |_| None).unwrap();
+        assert_eq!(config.admin.bind, None);
+        assert_eq!(config.admin.healthz_port, 8989);
+        assert_eq!(config.admin.prometheus_port, 8898);
+        let config = Config::build(&args(&["--admin-bind-address", "::1"]), |_| None).unwrap();
+        assert_eq!(config.admin.bind, Some("::1".parse().unwrap()));
+    }
+
+    #[test]
     fn custom_user_agent_is_appended() {
         let config =
             Config::build(&args(&["--custom-user-agent", "aks-addon/1"]), |_| None).unwrap();
@@ -134,6 +182,16 @@ mod tests {
         let err = Config::build(&args(&["--metrics-backend", "statsd"]), |_| None).unwrap_err();
         assert!(
             err.to_string().contains("unsupported metrics backend"),
+            "{err}"
+        );
+        let err = Config::build(&args(&["--healthz-path", "healthz"]), |_| None).unwrap_err();
+        assert!(err.to_string().starts_with("--healthz-path: "), "{err}");
+        let err = Config::build(&args(&["--healthz-timeout", "0s"]), |_| None).unwrap_err();
+        assert!(err.to_string().starts_with("--healthz-timeout "), "{err}");
+        let err =
+            Config::build(&args(&["--admin-bind-address", "localhost"]), |_| None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--admin-bind-address: "),
             "{err}"
         );
         let err = Config::build(&args(&[]), |k| {

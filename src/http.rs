@@ -6,10 +6,12 @@
 //! in every error. It does not decide what a response means (that is `auth`
 //! and `keyvault`) and never sees request bodies in its errors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Certificate, Client, Method, RequestBuilder, StatusCode, header};
 use thiserror::Error;
+
+use crate::metrics::{Metrics, Service};
 
 /// The largest response body read from any Azure endpoint. Key Vault secrets
 /// are at most 25 KiB; version listings page at 25 items.
@@ -63,6 +65,18 @@ pub enum SendError {
     TooLarge { endpoint: String, limit: usize },
 }
 
+impl SendError {
+    /// A short, bounded code for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "Timeout",
+            Self::Connect { .. } => "ConnectFailed",
+            Self::Transport { .. } => "TransportError",
+            Self::TooLarge { .. } => "ResponseTooLarge",
+        }
+    }
+}
+
 /// A complete response: status, selected headers and the bounded body.
 #[derive(Debug)]
 pub struct Response {
@@ -71,11 +85,13 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// The shared client plus its per-request limit.
+/// The shared client plus its per-request limit and the metrics every
+/// exchange is counted in.
 #[derive(Clone, Debug)]
 pub struct Http {
     client: Client,
     request_timeout: Duration,
+    metrics: Metrics,
 }
 
 // === impl Http ===
@@ -108,7 +124,19 @@ impl Http {
         Ok(Self {
             client,
             request_timeout: config.request_timeout,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counts every exchange in `metrics` (by service and status class).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics handle, for the layers built on this client.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Starts a request; finish it with [`Http::send`].
@@ -125,12 +153,37 @@ impl Http {
         endpoint: &str,
     ) -> Result<Response, SendError> {
         let limit = self.request_timeout;
-        match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout {
                 endpoint: endpoint.to_owned(),
                 limit,
             }),
+        };
+        self.observe(endpoint, &result, started.elapsed());
+        result
+    }
+
+    /// Counts one exchange and logs it at debug level (endpoint without
+    /// query, status, duration; never headers or bodies).
+    fn observe(&self, endpoint: &str, result: &Result<Response, SendError>, elapsed: Duration) {
+        let status = result.as_ref().ok().map(|r| r.status.as_u16());
+        self.metrics.http_request(Service::of(endpoint), status);
+        let duration_ms = elapsed.as_millis() as u64;
+        match result {
+            Ok(response) => tracing::debug!(
+                endpoint,
+                status = response.status.as_u16(),
+                duration_ms,
+                "azure request"
+            ),
+            Err(error) => tracing::debug!(
+                endpoint,
+                code = error.code(),
+                duration_ms,
+                "azure request failed"
+            ),
         }
     }
 

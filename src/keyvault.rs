@@ -5,6 +5,8 @@
 //! Returns wire shapes only; turning them into files is `render`'s job, and
 //! choosing identities is `auth`'s.
 
+use std::borrow::Cow;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 use thiserror::Error;
@@ -75,6 +77,20 @@ pub enum KeyVaultError {
         status: u16,
         reason: String,
     },
+}
+
+impl KeyVaultError {
+    /// A short, bounded code for metrics and logs: Key Vault's error code
+    /// (`SecretNotFound`, `Forbidden`, …), `Throttled` for 429, or the
+    /// transport's code.
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::Service { status: 429, .. } => Cow::Borrowed("Throttled"),
+            Self::Service { code, .. } => Cow::Owned(code.clone()),
+            Self::Unreachable { source, .. } => Cow::Borrowed(source.code()),
+            Self::Malformed { .. } => Cow::Borrowed("MalformedResponse"),
+        }
+    }
 }
 
 /// Reads objects over the shared client.

@@ -10,6 +10,7 @@
 //! validation) → `mount` (plan, fetch through `auth` and `keyvault`) →
 //! `render` (pure conversion to files) → `server` (response).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authority;
@@ -17,8 +18,10 @@ pub mod cli;
 pub mod cloud;
 pub mod coalesce;
 pub mod config;
+pub mod dryrun;
 pub mod http;
 pub mod keyvault;
+pub mod metrics;
 pub mod mount;
 pub mod object;
 pub mod params;
@@ -27,5 +30,6 @@ pub mod render;
 pub mod retry;
 pub mod server;
 pub mod socket;
+pub mod spc;
 pub mod throttle;
 pub mod trace;

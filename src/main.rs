@@ -1,16 +1,19 @@
 //! The `akv-csi-provider` binary: parse flags, set up logs, validate the
-//! configuration (exit 64 when it is invalid), serve until a signal.
+//! configuration (exit 64 when it is invalid), then serve until a signal —
+//! or, with the `mount` subcommand, dry-run one SecretProviderClass.
 
 use std::process::ExitCode;
 
-use akv_csi_provider::{app, cli, config::Config, trace};
-use clap::Parser as _;
+use akv_csi_provider::{app, cli, config::Config, dryrun, trace};
 
 /// `EX_USAGE`: the command line or environment is invalid.
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse_from(cli::normalize(std::env::args_os()));
+    let (args, ignored_klog_flags) = match cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(e) => e.exit(),
+    };
     if args.version {
         println!(
             "{}",
@@ -22,6 +25,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     trace::init(args.log_format_json, args.verbosity);
+    if !ignored_klog_flags.is_empty() {
+        tracing::info!(flags = ?ignored_klog_flags, "ignoring klog flags; logs always go to stderr");
+    }
+    if args.enable_pprof {
+        tracing::warn!(
+            pprof_port = args.pprof_port,
+            "--enable-pprof has no effect: Go's pprof has no equivalent here; use /metrics, -v=5 logs, or perf on the process"
+        );
+    }
     let config = match Config::build(&args, |key| std::env::var(key).ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -39,6 +51,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(cli::Command::Mount(dry_run)) = &args.command {
+        return match runtime.block_on(dryrun::run(&config, dry_run)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(if e.is_usage() { EXIT_USAGE } else { 1 })
+            }
+        };
+    }
     match runtime.block_on(app::run(config, app::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

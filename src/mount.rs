@@ -7,12 +7,16 @@
 //! HTTP details live in `auth` and `keyvault`, format conversions in
 //! `render`; this module only orders the steps and attaches context.
 
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use thiserror::Error;
 
 use crate::auth::{AccessToken, AuthError, Authenticator};
 use crate::cloud::{Cloud, CloudError, VaultNameError};
 use crate::keyvault::{KeyVault, KeyVaultError, VaultRef};
+use crate::metrics::Metrics;
 use crate::object::{KeyVaultObject, ObjectType};
 use crate::params::{CloudSpec, MountParams};
 use crate::render::{self, Fetched, File, ObjectVersion, RenderError};
@@ -67,12 +71,36 @@ pub enum ObjectError {
     Render(#[from] RenderError),
 }
 
+impl MountError {
+    /// A short, bounded code for metrics and logs: the Azure error code
+    /// (`SecretNotFound`, `AADSTS70021`, `Throttled`, …) or our own.
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::Cloud(_) => Cow::Borrowed("InvalidCloud"),
+            Self::Vault(_) => Cow::Borrowed("InvalidVaultName"),
+            Self::Auth(e) => e.code(),
+            Self::Object { source, .. } => source.code(),
+        }
+    }
+}
+
+impl ObjectError {
+    /// See [`MountError::code`].
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::KeyVault(e) => e.code(),
+            Self::Render(e) => Cow::Borrowed(e.code()),
+        }
+    }
+}
+
 /// Runs mounts over the shared clients.
 #[derive(Clone, Debug)]
 pub struct Mounter {
     auth: Authenticator,
     keyvault: KeyVault,
     options: MountOptions,
+    metrics: Metrics,
 }
 
 // === impl Mounter ===
@@ -83,11 +111,19 @@ impl Mounter {
             auth,
             keyvault,
             options,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Records mounts in flight, objects per mount and `keyvault_request`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Fetches and renders every object of a parsed, validated request.
     pub async fn run(&self, params: &MountParams) -> Result<MountOutput, MountError> {
+        let _in_flight = self.metrics.mount_started(params.objects.len());
         if params.objects.is_empty() {
             return Ok(MountOutput::default());
         }
@@ -131,7 +167,10 @@ impl Mounter {
         params: &MountParams,
     ) -> Result<Vec<render::Rendered>, MountError> {
         let result = async {
-            let fetched = self.fetch(vault, token, object).await?;
+            let started = Instant::now();
+            let fetched = self.fetch(vault, token, object).await;
+            self.observe_fetch(object, started.elapsed(), &fetched);
+            let fetched = fetched?;
             Ok::<_, ObjectError>(render::render(object, fetched, params.default_mode)?)
         }
         .await;
@@ -139,6 +178,25 @@ impl Mounter {
             context: object.context(),
             source,
         })
+    }
+
+    /// `keyvault_request` and a debug line per object fetch.
+    fn observe_fetch(
+        &self,
+        object: &KeyVaultObject,
+        elapsed: Duration,
+        fetched: &Result<Fetched, ObjectError>,
+    ) {
+        let code = fetched.as_ref().err().map(ObjectError::code);
+        tracing::debug!(
+            object_type = object.object_type.as_str(),
+            object_name = %object.name,
+            duration_ms = elapsed.as_millis() as u64,
+            error = code.as_deref().unwrap_or(""),
+            "object fetched"
+        );
+        self.metrics
+            .keyvault_request(object.object_type, &object.name, elapsed, code);
     }
 
     async fn fetch(

@@ -213,6 +213,25 @@ pub enum ParamsError {
     },
 }
 
+impl ParamsError {
+    /// A short, bounded code for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AuthConfig { .. } => "InvalidIdentityConfig",
+            Self::ObjectsNotSet
+            | Self::ObjectsTooLarge(_)
+            | Self::ObjectsYaml(_)
+            | Self::TooManyObjects(_)
+            | Self::TooManyVersions(_)
+            | Self::ObjectUnmarshal { .. }
+            | Self::Object { .. }
+            | Self::DuplicateFileName { .. }
+            | Self::FileDirectoryConflict { .. } => "InvalidObjects",
+            _ => "InvalidParameters",
+        }
+    }
+}
+
 /// Why no identity could be configured (upstream texts).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -75,6 +75,20 @@ pub enum RenderError {
     NotSupportedYet { what: &'static str },
 }
 
+impl RenderError {
+    /// A short, bounded code for metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Base64 { .. } | Self::Hex { .. } | Self::HexOddLength => "DecodeFailed",
+            Self::UnknownContentType(_) => "UnknownContentType",
+            Self::NotSupportedYet { .. } => "NotSupported",
+            // Variants added later fall back to a generic code.
+            #[allow(unreachable_patterns)]
+            _ => "RenderFailed",
+        }
+    }
+}
+
 /// Renders one fetched object (single version) into its files.
 pub fn render(
     object: &KeyVaultObject,

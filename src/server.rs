@@ -7,12 +7,15 @@
 //! count, duration and result; a panic inside a mount becomes that mount's
 //! error instead of taking the connection down.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
 use tonic::{Request, Response, Status};
 
+use crate::metrics::ErrorCode;
 use crate::mount::{MountOutput, Mounter};
 use crate::params::{self, MountParams, ParseOptions};
 use crate::proto;
@@ -42,16 +45,19 @@ impl Provider {
         &self,
         request: &proto::MountRequest,
         log: &mut MountLog,
-    ) -> Result<MountOutput, String> {
+    ) -> Result<MountOutput, Failure> {
         let params: MountParams = params::parse(
             &request.attributes,
             &request.secrets,
             &request.permission,
             &self.parse,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::new(e.code(), &e))?;
         log.describe(&params);
-        self.mounter.run(&params).await.map_err(|e| e.to_string())
+        self.mounter
+            .run(&params)
+            .await
+            .map_err(|e| Failure::new(e.code(), &e))
     }
 }
 
@@ -77,13 +83,19 @@ impl CsiDriverProvider for Provider {
         let outcome = AssertUnwindSafe(self.mount(&request, &mut log))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| Err("internal error: the mount panicked; this is a bug in akv-csi-provider, please report it".to_owned()));
+            .unwrap_or_else(|_| Err(Failure::new("Internal", &"internal error: the mount panicked; this is a bug in akv-csi-provider, please report it")));
         log.finish(&outcome);
         match outcome {
             Ok(output) => Ok(Response::new(response(output))),
-            Err(cause) => Err(Status::unknown(format!(
-                "failed to mount objects, error: {cause}"
-            ))),
+            Err(failure) => {
+                let mut status = Status::unknown(format!(
+                    "failed to mount objects, error: {}",
+                    failure.message
+                ));
+                // For the grpc_request metric (metrics/grpc.rs); never sent.
+                status.set_source(Arc::new(failure.code));
+                Err(status)
+            }
         }
     }
 }
@@ -110,6 +122,22 @@ fn response(output: MountOutput) -> proto::MountResponse {
         object_version,
         error: None,
         files,
+    }
+}
+
+/// Why a mount failed: the bounded code (metrics, logs) and the cause users
+/// see after `failed to mount objects, error: `.
+struct Failure {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: impl Into<Cow<'static, str>>, error: &dyn std::fmt::Display) -> Self {
+        Self {
+            code: ErrorCode::new(code),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -142,7 +170,7 @@ impl MountLog {
         self.objects = params.objects.len();
     }
 
-    fn finish(&self, outcome: &Result<MountOutput, String>) {
+    fn finish(&self, outcome: &Result<MountOutput, Failure>) {
         let duration_ms = self.started.elapsed().as_millis() as u64;
         match outcome {
             Ok(output) => tracing::info!(
@@ -154,13 +182,14 @@ impl MountLog {
                 duration_ms,
                 "mount succeeded"
             ),
-            Err(error) => tracing::warn!(
+            Err(failure) => tracing::warn!(
                 namespace = %self.namespace,
                 pod = %self.pod,
                 secret_provider_class = %self.spc,
                 objects = self.objects,
                 duration_ms,
-                %error,
+                code = %failure.code,
+                error = %failure.message,
                 "mount failed"
             ),
         }

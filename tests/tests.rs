@@ -14,3 +14,11 @@ mod util;
 mod mount;
 // Version, old drivers' :authority, shutdown, socket permissions.
 mod server;
+// Upstream's flag lists, klog flags, --version, /healthz, /readyz.
+mod operations;
+// /metrics scraped and parsed: upstream's histograms, ours, bounded labels.
+mod metrics;
+// One line per mount, text and JSON, -v, and no secret at any verbosity.
+mod logs;
+// `akv-csi-provider mount`: the SecretProviderClass dry run.
+mod dryrun;

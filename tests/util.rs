@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +22,15 @@ pub const ISSUER: &str = "https://oidc.blog-post.test/issuer";
 
 /// The SecretProviderClass of the blog, as shipped under deploy/examples.
 pub const BLOG_SPC: &str = include_str!("../deploy/examples/secretproviderclass.yaml");
+
+/// Flags every test provider gets before the test's own: the health and
+/// metrics listeners on loopback, on free ports (a later flag overrides
+/// these, as in Go).
+pub const ADMIN_TEST_FLAGS: [&str; 3] = [
+    "--admin-bind-address=127.0.0.1",
+    "--healthz-port=0",
+    "--prometheus-port=0",
+];
 
 /// A running fake and provider.
 pub struct Harness {
@@ -129,15 +139,64 @@ impl Harness {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("provider running");
+    /// The address the provider logged for a listener (`what` is a part of
+    /// the log message, e.g. "serving /metrics"), text or JSON logs.
+    pub async fn logged_address(&self, what: &str) -> SocketAddr {
+        for _ in 0..200 {
+            let logs = self.logs();
+            let found = logs
+                .lines()
+                .filter(|line| line.contains(what))
+                .find_map(|line| log_field(line, "address"));
+            if let Some(address) = found.and_then(|a| a.parse().ok()) {
+                return address;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no address logged for {what:?}; logs:\n{}", self.logs());
+    }
+
+    /// The health listener (`--healthz-port`, also `/readyz`).
+    pub async fn health_addr(&self) -> SocketAddr {
+        self.logged_address("serving health checks").await
+    }
+
+    /// The metrics listener (`--prometheus-port`).
+    pub async fn metrics_addr(&self) -> SocketAddr {
+        self.logged_address("serving /metrics").await
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn scrape(&self) -> String {
+        let (status, body) = http_get(self.metrics_addr().await, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("provider running");
         let pid = child.id().expect("pid").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Waits for the provider to exit (after [`Harness::send_sigterm`]).
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("provider running");
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("provider exits within 10s")
+            .expect("wait")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        let mut child = self.child.take().expect("provider running");
         tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .expect("provider exits within 10s after SIGTERM")
@@ -145,11 +204,61 @@ impl Harness {
     }
 }
 
+/// A plain HTTP GET on loopback: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let response = client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// A field of a log line: `name=value` in text logs, `"name":value` in
+/// JSON logs.
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) {
+        return map.get(name).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    }
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next().map(str::to_owned);
+    }
+    Some(rest.split(' ').next().unwrap_or("").to_owned())
+}
+
+/// Runs the provider binary to completion (for `--version` and `mount`),
+/// with only the fake's proxy and CA in its environment when given.
+pub async fn run_binary(args: &[&str], fake: Option<(&FakeAzure, &Path)>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_akv-csi-provider"));
+    command.args(args).env_clear().stdin(Stdio::null());
+    if let Some((fake, ca)) = fake {
+        command
+            .env("HTTPS_PROXY", fake.proxy_url())
+            .env("SSL_CERT_FILE", ca);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the command finishes within 60s")
+        .expect("the binary runs")
+}
+
 fn spawn_provider(socket: &Path, ca: &Path, proxy: &str, log: &Path, args: &[&str]) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     Command::new(env!("CARGO_BIN_EXE_akv-csi-provider"))
         .arg(format!("--endpoint=unix://{}", socket.display()))
+        .args(ADMIN_TEST_FLAGS)
         .args(args)
         .env_clear()
         .env("HTTPS_PROXY", proxy)

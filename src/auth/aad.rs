@@ -5,6 +5,8 @@
 //! Error descriptions are kept (they carry the AADSTS code users search for)
 //! but bounded and flattened to one line; request bodies never appear.
 
+use std::borrow::Cow;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use thiserror::Error;
@@ -53,9 +55,26 @@ pub enum AadError {
         status: u16,
         error: String,
         description: String,
+        /// The first of `error_codes` (the `AADSTS` number), if any.
+        aadsts: Option<u32>,
     },
     #[error("unexpected answer (HTTP {status}): {reason}")]
     Malformed { status: u16, reason: String },
+}
+
+impl AadError {
+    /// A short, bounded code: `Throttled` for 429, `AADSTS<n>` when Entra ID
+    /// sent `error_codes`, else its OAuth `error` (`invalid_client`, …).
+    pub fn code(&self) -> Cow<'static, str> {
+        match self {
+            Self::Rejected { status: 429, .. } => Cow::Borrowed("Throttled"),
+            Self::Rejected {
+                aadsts: Some(n), ..
+            } => Cow::Owned(format!("AADSTS{n}")),
+            Self::Rejected { error, .. } => Cow::Owned(error.clone()),
+            Self::Malformed { .. } => Cow::Borrowed("MalformedResponse"),
+        }
+    }
 }
 
 pub(super) enum Failure {
@@ -72,6 +91,8 @@ struct TokenAnswer {
 struct ErrorAnswer {
     error: Option<String>,
     error_description: Option<String>,
+    /// `[70021]`; read leniently, it only feeds the metrics code.
+    error_codes: Option<serde_json::Value>,
 }
 
 /// Posts the form and returns the access token.
@@ -123,6 +144,11 @@ pub(super) fn decode(status: u16, body: &[u8]) -> Result<SecretString, AadError>
             status,
             error: answer.error.unwrap_or_else(|| "error".into()),
             description: one_line(answer.error_description.as_deref().unwrap_or("")),
+            aadsts: answer
+                .error_codes
+                .as_ref()
+                .and_then(|codes| codes.get(0)?.as_u64())
+                .and_then(|n| u32::try_from(n).ok()),
         }),
         Err(_) => Err(AadError::Malformed {
             status,
@@ -171,6 +197,20 @@ mod tests {
         assert_eq!(
             err,
             "400 invalid_grant: AADSTS70021: No matching federated identity record found for presented assertion. Trace ID: 1"
+        );
+    }
+
+    #[test]
+    fn codes_come_from_error_codes_or_status() {
+        let body = br#"{"error":"invalid_grant","error_description":"AADSTS70021: x","error_codes":[70021]}"#;
+        assert_eq!(decode(400, body).unwrap_err().code(), "AADSTS70021");
+        let body = br#"{"error":"invalid_client","error_description":"no codes"}"#;
+        assert_eq!(decode(401, body).unwrap_err().code(), "invalid_client");
+        let body = br#"{"error":"temporarily_unavailable","error_codes":[50196]}"#;
+        assert_eq!(decode(429, body).unwrap_err().code(), "Throttled");
+        assert_eq!(
+            decode(500, b"<html>").unwrap_err().code(),
+            "MalformedResponse"
         );
     }
 

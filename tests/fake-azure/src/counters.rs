@@ -50,6 +50,9 @@ pub struct Counters {
     pub tls_handshakes: u64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: u64,
+    /// `User-Agent` values of Entra ID and Key Vault requests → count.
+    #[serde(default)]
+    pub user_agents: BTreeMap<String, u64>,
 }
 
 // === impl Counters ===
@@ -76,6 +79,10 @@ impl Counters {
         if status == 401 {
             self.challenges += 1;
         }
+    }
+
+    pub(crate) fn user_agent(&mut self, user_agent: &str) {
+        *self.user_agents.entry(user_agent.to_string()).or_default() += 1;
     }
 
     /// Tokens issued (successful token requests of any grant kind).

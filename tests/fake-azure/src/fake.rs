@@ -206,6 +206,12 @@ impl FakeAzure {
         self.shared.state().set_token_lifetime_secs(secs);
     }
 
+    /// Every access token issued and not yet pruned, so redaction tests can
+    /// look for them in a client's output.
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.state().issued_tokens()
+    }
+
     /// Makes every token issued so far expired; Key Vault then answers 401.
     pub fn expire_tokens(&self) {
         self.shared.state().expire_tokens(ids::now_unix());

@@ -169,6 +169,10 @@ async fn serve_tls(ctx: Arc<Ctx>, upgraded: Upgraded) {
 async fn azure_request(shared: &Shared, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    if let Some(agent) = parts.headers.get(hyper::header::USER_AGENT) {
+        let agent = String::from_utf8_lossy(agent.as_bytes());
+        shared.counters().user_agent(&agent);
+    }
     let (host, resp) = match wire::read_body(body).await {
         Ok(body) => {
             let req = Req::from_parts(&parts, body);

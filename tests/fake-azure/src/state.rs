@@ -291,6 +291,10 @@ impl State {
         token
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     pub(crate) fn token(&self, token: &str) -> Option<&TokenGrant> {
         self.tokens.get(token)
     }

@@ -1,0 +1,260 @@
+//! Operating the provider like upstream: the argument lists of upstream's
+//! static manifest and Helm chart, klog flags, `--version`, `/healthz`,
+//! `/readyz`, the admin listeners' binding. Metrics are in `metrics.rs`.
+
+use std::time::Duration;
+
+use fake_azure::{Seed, Target};
+
+use crate::driver::{self, Pod, SecretProviderClass};
+use crate::util::{BLOG_SPC, Harness, ISSUER, http_get, run_binary};
+
+/// `deployment/provider-azure-installer.yaml` (v1.8.2) container args, less
+/// `--endpoint` (the harness points it at a temporary socket).
+const STATIC_MANIFEST_ARGS: [&str; 4] = [
+    "--construct-pem-chain=true",
+    "--healthz-port=8989",
+    "--healthz-path=/healthz",
+    "--healthz-timeout=5s",
+];
+
+/// The chart's `provider-azure-installer.yaml` args with every optional
+/// value set (`logFormatJSON`, `logVerbosity`, `constructPEMChain`,
+/// `linux.customUserAgent`, `writeCertAndKeyInSeparateFiles`), less
+/// `--endpoint`.
+const CHART_ARGS: [&str; 8] = [
+    "--log-format-json=true",
+    "-v=5",
+    "--construct-pem-chain=true",
+    "--custom-user-agent=csi-chart/1.8.2",
+    "--healthz-port=8989",
+    "--healthz-path=/healthz",
+    "--healthz-timeout=5s",
+    "--write-cert-and-key-in-separate-files=true",
+];
+
+/// Appended after upstream's lists: the health listener on a free port (a
+/// repeated flag takes its last value, as in Go).
+const FREE_HEALTHZ_PORT: &str = "--healthz-port=0";
+
+fn blog_spc() -> SecretProviderClass {
+    SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses")
+}
+
+async fn start_with(args: &[&str]) -> Harness {
+    Harness::start_with(Seed::blog_walkthrough(ISSUER), args).await
+}
+
+#[tokio::test]
+async fn upstream_static_manifest_arguments_serve_health_and_mounts() {
+    let args: Vec<&str> = STATIC_MANIFEST_ARGS
+        .iter()
+        .copied()
+        .chain([FREE_HEALTHZ_PORT])
+        .collect();
+    let harness = start_with(&args).await;
+    let health = harness.health_addr().await;
+    assert_eq!(http_get(health, "/healthz").await, (200, "ok".into()));
+    assert_eq!(http_get(health, "/readyz").await, (200, "ok".into()));
+    assert_eq!(
+        http_get(health, "/metrics").await.0,
+        404,
+        "metrics live on their own port"
+    );
+    harness
+        .mount_spc(&blog_spc(), &Pod::blog())
+        .await
+        .expect("mount succeeds");
+}
+
+#[tokio::test]
+async fn upstream_chart_arguments_with_every_value_set() {
+    let args: Vec<&str> = CHART_ARGS
+        .iter()
+        .copied()
+        .chain([FREE_HEALTHZ_PORT])
+        .collect();
+    let harness = start_with(&args).await;
+    harness
+        .mount_spc(&blog_spc(), &Pod::blog())
+        .await
+        .expect("mount succeeds");
+    let health = harness.health_addr().await;
+    assert_eq!(http_get(health, "/healthz").await, (200, "ok".into()));
+
+    let agents = harness.fake.counters().user_agents;
+    let ours = format!(
+        "akv-csi-provider/{} csi-chart/1.8.2",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        agents.contains_key(&ours),
+        "User-Agent {ours:?} in {agents:?}"
+    );
+
+    let logs = harness.logs();
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("--log-format-json line is not JSON ({e}): {line}"));
+    }
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "-v=5 logs at debug: {logs}"
+    );
+}
+
+#[tokio::test]
+async fn klog_flags_and_pprof_flags_are_accepted() {
+    let harness = start_with(&[
+        "-logtostderr",
+        "-alsologtostderr=true",
+        "-log_dir",
+        "/var/log/provider",
+        "-vmodule=server=4",
+        "-stderrthreshold=INFO",
+        "-skip_headers",
+        "-v=2",
+        "--enable-pprof=true",
+        "--pprof-port=6061",
+    ])
+    .await;
+    harness
+        .mount_spc(&blog_spc(), &Pod::blog())
+        .await
+        .expect("mount succeeds");
+    let logs = harness.logs();
+    assert!(logs.contains("ignoring klog flags"), "{logs}");
+    assert!(logs.contains("--enable-pprof has no effect"), "{logs}");
+}
+
+#[tokio::test]
+async fn version_flag_prints_json_in_both_go_forms() {
+    for flag in ["--version", "-version"] {
+        let output = run_binary(&[flag], None).await;
+        assert!(output.status.success(), "{output:?}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("--version prints JSON");
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        let date = json["buildDate"].as_str().expect("buildDate");
+        assert!(
+            date.len() == 10 && date.chars().filter(|c| *c == '-').count() == 2,
+            "buildDate {date:?} is YYYY-MM-DD"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_flags_exit_64_naming_the_flag() {
+    for (flag, name) in [
+        ("--endpoint=/tmp/azure.sock", "--endpoint"),
+        ("--cloud-name=Mars", "--cloud-name"),
+        ("--metrics-backend=statsd", "--metrics-backend"),
+        ("--healthz-path=healthz", "--healthz-path"),
+    ] {
+        let output = run_binary(&[flag], None).await;
+        assert_eq!(output.status.code(), Some(64), "{flag}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{flag}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_is_503_with_the_reason_when_version_fails() {
+    let harness = start_with(&["--healthz-timeout=1s"]).await;
+    let health = harness.health_addr().await;
+    assert_eq!(http_get(health, "/healthz").await, (200, "ok".into()));
+
+    // Something else now owns the socket path and never answers.
+    std::fs::remove_file(&harness.socket).unwrap();
+    let silent = tokio::net::UnixListener::bind(&harness.socket).unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (status, body) = http_get(health, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("did not answer within 1s"), "{body}");
+    assert!(
+        body.contains(&harness.socket.display().to_string()),
+        "{body}"
+    );
+
+    hold.abort();
+    std::fs::remove_file(&harness.socket).unwrap();
+    let (status, body) = http_get(health, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot connect"), "{body}");
+    assert_eq!(
+        http_get(health, "/readyz").await.0,
+        200,
+        "readiness is the latch, not the probe"
+    );
+}
+
+#[tokio::test]
+async fn readyz_turns_503_when_shutdown_begins() {
+    let mut harness = start_with(&[]).await;
+    let health = harness.health_addr().await;
+    harness
+        .fake
+        .set_latency(Target::KeyVault, Duration::from_millis(1500));
+    let spc = blog_spc();
+    let pod = Pod::blog();
+    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
+    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
+    let mut client = driver::connect(&harness.socket).await.unwrap();
+    let in_flight = tokio::spawn(async move { client.mount(request).await });
+    for _ in 0..100 {
+        if harness.fake.counters().tokens_issued() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    harness.send_sigterm();
+    let mut readyz = (0, String::new());
+    for _ in 0..50 {
+        readyz = http_get(health, "/readyz").await;
+        if readyz.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(readyz, (503, "not ready: shutting down".into()));
+    in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight mount still completes");
+    let status = harness.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_taken_admin_port_stops_start_up_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("azure.sock");
+    let endpoint = format!("--endpoint=unix://{}", socket.display());
+    let healthz = format!("--healthz-port={port}");
+    let output = run_binary(
+        &[
+            &endpoint,
+            "--admin-bind-address=127.0.0.1",
+            &healthz,
+            "--prometheus-port=0",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (--healthz-port)"
+        )),
+        "{stderr}"
+    );
+    assert!(!socket.exists(), "no socket left behind");
+}
