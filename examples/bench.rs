@@ -49,7 +49,11 @@ impl Provider {
             .arg(format!("--endpoint=unix://{}", socket.display()))
             // Several providers run at once: admin listeners on free
             // loopback ports.
-            .args(["--admin-bind-address=127.0.0.1", "--healthz-port=0", "--prometheus-port=0"])
+            .args([
+                "--admin-bind-address=127.0.0.1",
+                "--healthz-port=0",
+                "--prometheus-port=0",
+            ])
             .args(args)
             .env_clear()
             .env("HTTPS_PROXY", fake.proxy_url())
