@@ -239,7 +239,7 @@ preflight() {
     command -v "$tool" >/dev/null || fail "$tool is required (see README, 'The kind e2e')"
   done
   docker info >/dev/null 2>&1 || fail "docker is installed but its daemon does not answer"
-  if kind get clusters 2>/dev/null | grep -qxF "$cluster"; then
+  if grep -qxF "$cluster" <<<"$(kind get clusters 2>/dev/null)"; then
     fail "kind cluster $cluster exists; delete it (kind delete cluster --name $cluster) or set KIND_CLUSTER"
   fi
 }
