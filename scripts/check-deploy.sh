@@ -4,6 +4,8 @@
 #   - yamllint on every YAML file (.yamllint.yaml);
 #   - hadolint on the Dockerfile (both images);
 #   - shellcheck on every shell script in scripts/, deploy/e2e/ and .ci/;
+#   - deploy/e2e/run_test.sh: the kind e2e's helpers against recorded
+#     cluster output;
 #   - scripts/manifests.py: every Kustomization under deploy/ renders (and
 #     matches `kubectl kustomize` where kubectl exists) and every manifest
 #     validates against the Kubernetes schemas, strictly; its own tests first.
@@ -24,6 +26,12 @@ echo "hadolint: Dockerfile clean"
 mapfile -t shell_files < <(grep -lE '^#!.*\b(ba)?sh\b' scripts/* deploy/e2e/* .ci/* 2>/dev/null | sort)
 "$bin/shellcheck" "${shell_files[@]}"
 echo "shellcheck: ${#shell_files[@]} scripts clean (${shell_files[*]})"
+
+if ! result=$(bash deploy/e2e/run_test.sh); then
+  echo "deploy/e2e/run_test.sh: $result" >&2
+  exit 1
+fi
+echo "deploy/e2e/run_test.sh: $result"
 
 if ! out=$("$bin/python" scripts/manifests_test.py 2>&1); then
   printf '%s\n' "$out" >&2

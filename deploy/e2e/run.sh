@@ -30,7 +30,6 @@
 #   SKIP_BUILD=1          use existing akv-csi-provider:e2e / fake-azure:e2e
 #   ROTATION_TIMEOUT      seconds to wait for a rotated value (240)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 
 cluster=${KIND_CLUSTER:-akv-csi-e2e}
 node_image=${KIND_NODE_IMAGE:-kindest/node:v1.33.1}
@@ -47,7 +46,7 @@ driver_label=app=secrets-store-csi-driver
 fake_api=/api/v1/namespaces/kube-system/services/fake-azure:proxy/proxy/_fake
 busybox=registry.k8s.io/e2e-test-images/busybox:1.29-4
 
-work=$(mktemp -d)
+work= # a temporary directory, made by main
 created_cluster=0
 diagnosed=0
 passed=0
@@ -99,10 +98,8 @@ on_exit() {
       kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
     fi
   fi
-  rm -rf "$work"
+  if [[ -n "$work" ]]; then rm -rf "$work"; fi
 }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
 
 # === assertions ===
 
@@ -463,13 +460,24 @@ final_checks() {
   echo "  fake-azure counters: $(k get --raw "$fake_api/counters" | head -c 2000)"
 }
 
-preflight
-build_images
-create_cluster
-install_driver
-start_fake
-deploy_provider
-blog_walkthrough
-bats_scenarios
-final_checks
-printf '\n%s passed, 0 failed\n' "$passed"
+main() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+  work=$(mktemp -d)
+  trap on_exit EXIT
+  trap 'exit 130' INT TERM
+  preflight
+  build_images
+  create_cluster
+  install_driver
+  start_fake
+  deploy_provider
+  blog_walkthrough
+  bats_scenarios
+  final_checks
+  printf '\n%s passed, 0 failed\n' "$passed"
+}
+
+# Sourced by run_test.sh for its helpers; run when executed.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
