@@ -14,18 +14,19 @@
 
 FROM rust:1.95.0-bookworm AS source
 WORKDIR /src
-# Build dates come from SOURCE_DATE_EPOCH when given (reproducible builds).
-ARG SOURCE_DATE_EPOCH
 # The whole workspace: cargo reads every member's manifest and targets.
 COPY . .
 
+# Build dates come from SOURCE_DATE_EPOCH when given (reproducible builds).
 FROM source AS build-provider
+ARG SOURCE_DATE_EPOCH
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release --bin akv-csi-provider \
     && cp target/release/akv-csi-provider /akv-csi-provider
 
 FROM source AS build-fake
+ARG SOURCE_DATE_EPOCH
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release -p fake-azure --bin fake-azure \
