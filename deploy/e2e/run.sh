@@ -23,7 +23,8 @@
 #
 # Settings (environment):
 #   KIND_CLUSTER          cluster name (akv-csi-e2e); must not exist yet
-#   KIND_NODE_IMAGE       node image (kindest/node:v1.33.1)
+#   KIND_NODE_IMAGE       node image (default: the installed kind's own, which
+#                         kind guarantees to work with it); Kubernetes >= 1.30
 #   DRIVER_CHART_VERSION  secrets-store-csi-driver chart (1.6.0; 1.5.6 tests
 #                         the old drivers' :authority path)
 #   KEEP_CLUSTER=1        keep the cluster afterwards, for debugging
@@ -32,7 +33,7 @@
 set -euo pipefail
 
 cluster=${KIND_CLUSTER:-akv-csi-e2e}
-node_image=${KIND_NODE_IMAGE:-kindest/node:v1.33.1}
+node_image=${KIND_NODE_IMAGE:-}
 chart_version=${DRIVER_CHART_VERSION:-1.6.0}
 chart_repo=https://kubernetes-sigs.github.io/secrets-store-csi-driver/charts
 provider_image=akv-csi-provider:e2e
@@ -252,10 +253,15 @@ build_images() {
 }
 
 create_cluster() {
-  step "creating kind cluster $cluster ($node_image)"
+  step "creating kind cluster $cluster (${node_image:-the default node image of this kind})"
+  local image_args=()
+  if [[ -n "$node_image" ]]; then image_args=(--image "$node_image"); fi
   created_cluster=1
-  kind create cluster --name "$cluster" --image "$node_image" \
+  kind create cluster --name "$cluster" "${image_args[@]}" \
     --config deploy/e2e/kind.yaml --wait 180s || fail "kind create cluster failed"
+  local version
+  version=$(k version -o json | sed -n 's/.*"gitVersion": *"\(v[^"]*\)".*/\1/p' | tail -n 1)  || true
+  echo "  Kubernetes $version (server)"
   kind load docker-image --name "$cluster" "$provider_image" "$fake_image" ||
     fail "kind load docker-image failed"
   # Pulled once here so that pod start-up waits below measure mounts, not pulls.
