@@ -260,7 +260,7 @@ create_cluster() {
   kind create cluster --name "$cluster" "${image_args[@]}" \
     --config deploy/e2e/kind.yaml --wait 180s || fail "kind create cluster failed"
   local version
-  version=$(k version -o json | sed -n 's/.*"gitVersion": *"\(v[^"]*\)".*/\1/p' | tail -n 1)  || true
+  version=$(k version -o json | sed -n 's/.*"gitVersion": *"\(v[^"]*\)".*/\1/p' | tail -n 1) || true
   echo "  Kubernetes $version (server)"
   kind load docker-image --name "$cluster" "$provider_image" "$fake_image" ||
     fail "kind load docker-image failed"
