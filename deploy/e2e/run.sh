@@ -13,7 +13,7 @@
 #      of a service account without federation, clean deletion;
 #   2. the scenarios of the driver's test/bats/azure.bats, against the fake;
 #   3. final checks: no provider or driver restarts, and no secret value or
-#      token in the provider's logs (it runs at -v=5).
+#      token in the provider's logs (it runs at -v=5 with JSON logs).
 # Every wait is bounded; a failure prints pods, events and logs. The cluster
 # is deleted on exit unless KEEP_CLUSTER=1. Prints "N passed, 0 failed".
 #
