@@ -2,7 +2,12 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: all build release test demo bench lint fmt clippy clean
+.PHONY: all build release test demo bench lint fmt clippy clean image e2e-kind
+
+# Container images (`make image`; needs Docker).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= akv-csi-provider:$(VERSION)
+FAKE_IMAGE ?= fake-azure:e2e
 
 all: build
 
@@ -18,6 +23,7 @@ release:
 test:
 	$(CARGO) fmt --all -- --check
 	scripts/check-layers.sh
+	scripts/check-deploy.sh
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-run
 	scripts/netns-run $(CARGO) test $(CARGO_FLAGS) --offline --workspace
@@ -32,6 +38,17 @@ demo:
 bench:
 	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example bench
 	target/release/examples/bench
+
+# The provider's image and the Azure fake's image (for the kind e2e).
+image:
+	docker build -t $(IMAGE) .
+	docker build --target fake-azure -t $(FAKE_IMAGE) .
+
+# The blog walkthrough and the driver's azure.bats scenarios in a kind
+# cluster, against fake-azure running in the cluster (needs Docker, kind,
+# kubectl, helm; see deploy/e2e/run.sh for settings).
+e2e-kind:
+	deploy/e2e/run.sh
 
 lint: fmt clippy
 

@@ -10,6 +10,8 @@ mod driver;
 mod raw_h2;
 mod util;
 
+// The kind e2e's seed and manifests (deploy/), mounted here without a cluster.
+mod deploy;
 // The blog walkthrough and the mount contract (files, modes, versions, errors).
 mod mount;
 // Version, old drivers' :authority, shutdown, socket permissions.

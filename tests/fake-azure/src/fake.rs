@@ -85,6 +85,21 @@ impl FakeAzure {
         if !listen.ip().is_loopback() {
             bail!("refusing to listen on {listen}: fake-azure only listens on loopback");
         }
+        Self::bind(seed, listen).await
+    }
+
+    /// Starts the fake on any address, loopback or not. Only for running
+    /// the fake as a pod in a throwaway test cluster (`make e2e-kind`),
+    /// where the provider reaches it through a Service; tests and demos on
+    /// a machine use [`FakeAzure::start`] or [`FakeAzure::start_on`].
+    pub async fn start_in_cluster(seed: Seed, listen: SocketAddr) -> anyhow::Result<Self> {
+        if !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "listening beyond loopback (in-cluster e2e only)");
+        }
+        Self::bind(seed, listen).await
+    }
+
+    async fn bind(seed: Seed, listen: SocketAddr) -> anyhow::Result<Self> {
         let state = State::from_seed(&seed, IdGen::from_os()?, ids::now_unix())
             .map_err(|e| anyhow::anyhow!("invalid seed: {e}"))?;
         let pki = tls::generate().context("generating the fake's certificates")?;

@@ -4,13 +4,18 @@
 //! ```text
 //! fake-azure (--seed <file.json> | --blog-walkthrough --issuer <url>)
 //!            [--listen 127.0.0.1:0] [--ca-out <path>] [--ready-file <path>]
+//!            [--allow-non-loopback]
 //! ```
 //!
 //! It writes the CA PEM to `--ca-out`, then the proxy URL to
 //! `--ready-file` (atomically, so scripts can poll for it), logs one line
 //! per request and exits cleanly on SIGTERM or SIGINT. Exit codes: 0 after
-//! a signal, 64 for bad usage (including a non-loopback `--listen`), 1 for
-//! other failures.
+//! a signal, 64 for bad usage (including a non-loopback `--listen` without
+//! `--allow-non-loopback`), 1 for other failures.
+//!
+//! `--allow-non-loopback` exists for one use only: running the fake as a
+//! pod inside a throwaway test cluster (`make e2e-kind`), where the
+//! provider reaches it through a Service. Never expose it anywhere else.
 
 #![forbid(unsafe_code)]
 
@@ -43,9 +48,13 @@ struct Args {
     /// OIDC issuer trusted by the blog scenario's federated credential.
     #[arg(long)]
     issuer: Option<String>,
-    /// Address to listen on; must be loopback.
+    /// Address to listen on; must be loopback unless --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Accept a non-loopback --listen address. Only for the in-cluster e2e
+    /// (a pod in a throwaway kind cluster); never expose the fake elsewhere.
+    #[arg(long)]
+    allow_non_loopback: bool,
     /// Where to write the CA certificate (PEM).
     #[arg(long)]
     ca_out: Option<PathBuf>,
@@ -72,9 +81,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if !args.listen.ip().is_loopback() {
+    if !args.listen.ip().is_loopback() && !args.allow_non_loopback {
         eprintln!(
-            "fake-azure: refusing to listen on {}: only loopback addresses are allowed",
+            "fake-azure: refusing to listen on {}: only loopback addresses are allowed \
+             (--allow-non-loopback is for the in-cluster e2e only)",
             args.listen
         );
         return ExitCode::from(EX_USAGE);
@@ -114,7 +124,11 @@ fn load_seed(args: &Args) -> anyhow::Result<Seed> {
 }
 
 async fn run(args: Args, seed: Seed) -> anyhow::Result<()> {
-    let fake = FakeAzure::start_on(seed, args.listen).await?;
+    let fake = if args.allow_non_loopback {
+        FakeAzure::start_in_cluster(seed, args.listen).await?
+    } else {
+        FakeAzure::start_on(seed, args.listen).await?
+    };
     if let Some(path) = &args.ca_out {
         fake.write_ca_pem(path)?;
     }

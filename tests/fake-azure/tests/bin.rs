@@ -1,5 +1,6 @@
 //! The `fake-azure` binary as scripts use it: ready file, CA file, control
-//! API, clean exit on SIGTERM, and refusal of non-loopback addresses.
+//! API, clean exit on SIGTERM, and refusal of non-loopback addresses unless
+//! the in-cluster e2e opts in.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -31,6 +32,52 @@ fn refuses_non_loopback_listen_addresses() {
         .status()
         .expect("run fake-azure");
     assert_eq!(status.code(), Some(64));
+}
+
+/// Starts the binary with `extra` flags and waits for its ready file; on a
+/// time-out the child is killed and reaped before the test fails.
+async fn start_ready(extra: &[&str], ready: &PathBuf) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["--blog-walkthrough", "--issuer", "https://i.test"])
+        .args(extra)
+        .arg("--ready-file")
+        .arg(ready)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn fake-azure");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(url) = std::fs::read_to_string(ready) {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("fake-azure never became ready");
+}
+
+#[tokio::test]
+async fn listens_on_all_interfaces_only_with_the_explicit_opt_in() {
+    let ready = scratch("ready-any");
+    let (mut child, url) =
+        start_ready(&["--listen", "0.0.0.0:0", "--allow-non-loopback"], &ready).await;
+    let port = url.rsplit(':').next().unwrap_or_default().to_string();
+    // Bound to every interface, so loopback reaches it too.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let status = http
+        .get(format!("http://127.0.0.1:{port}/_fake/counters"))
+        .send()
+        .await
+        .map(|resp| resp.status().as_u16());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&ready);
+    assert!(url.starts_with("http://0.0.0.0:"), "{url}");
+    assert_eq!(status.ok(), Some(200));
 }
 
 #[tokio::test]
