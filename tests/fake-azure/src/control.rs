@@ -1,6 +1,6 @@
 //! Plain-HTTP routes on the listener: the `/_fake/...` control API for
-//! out-of-process users (demo, e2e, benchmarks), and the place where the
-//! IMDS and NMI token endpoints will go.
+//! out-of-process users (demo, e2e, benchmarks). The IMDS and NMI token
+//! endpoints share the listener but live in `node.rs`.
 //!
 //! | Method | Path | Body → answer |
 //! |---|---|---|
@@ -115,13 +115,6 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
             Ok(json!({}))
         }
         (&Method::POST, ["_fake", "service-account-token"]) => mint(req),
-        // Later: IMDS (`GET /metadata/identity/oauth2/token`, header
-        // `Metadata: true`) and NMI (`GET /host/token/`, headers `podname`,
-        // `podns`) are served here, both plain HTTP like the real endpoints.
-        (_, ["metadata", "identity", "oauth2", "token"]) | (_, ["host", "token"]) => Err((
-            404,
-            "fake-azure does not implement IMDS or NMI yet".to_string(),
-        )),
         _ => Err((
             404,
             format!("fake-azure: no route {} {}", req.method, req.path),
