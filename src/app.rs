@@ -41,11 +41,8 @@ pub enum AppError {
 /// Builds the provider service from the configuration.
 pub fn provider(config: &Config) -> Result<Provider, AppError> {
     let http = Http::new(&config.http)?;
-    let mounter = Mounter::new(
-        Authenticator::new(http.clone()),
-        KeyVault::new(http),
-        config.mount.clone(),
-    );
+    let auth = Authenticator::new(http.clone(), &config.http, config.auth.clone())?;
+    let mounter = Mounter::new(auth, KeyVault::new(http), config.mount.clone());
     Ok(Provider::new(mounter, config.parse.clone()))
 }
 

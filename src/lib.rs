@@ -13,6 +13,7 @@
 pub mod app;
 pub mod auth;
 pub mod authority;
+pub mod budget;
 pub mod cli;
 pub mod cloud;
 pub mod config;

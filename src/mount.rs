@@ -22,12 +22,20 @@ use crate::render::{self, Fetched, File, ObjectVersion, RenderError};
 pub struct MountOptions {
     /// Objects fetched at the same time within one mount.
     pub max_concurrent_fetches: usize,
+    /// The whole mount's time limit (`--mount-timeout`), shortened to the
+    /// driver's deadline when it sends one (see `budget`).
+    pub mount_timeout: std::time::Duration,
 }
+
+/// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
+/// mount, so our error (naming the endpoint) reaches the pod's events.
+pub const DEFAULT_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
 
 impl Default for MountOptions {
     fn default() -> Self {
         Self {
             max_concurrent_fetches: 8,
+            mount_timeout: DEFAULT_MOUNT_TIMEOUT,
         }
     }
 }
@@ -86,6 +94,11 @@ impl Mounter {
         }
     }
 
+    /// The whole mount's time limit when the driver sends no deadline.
+    pub fn mount_timeout(&self) -> std::time::Duration {
+        self.options.mount_timeout
+    }
+
     /// Fetches and renders every object of a parsed, validated request.
     pub async fn run(&self, params: &MountParams) -> Result<MountOutput, MountError> {
         if params.objects.is_empty() {
@@ -100,7 +113,7 @@ impl Mounter {
         };
         let token = self
             .auth
-            .token(&params.identity, &params.tenant_id, &cloud)
+            .token(&params.identity, &params.tenant_id, &cloud, &params.pod)
             .await?;
         let limit = self.options.max_concurrent_fetches.max(1);
         // Futures are built first: a closure inside `buffered` trips the
