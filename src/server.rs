@@ -57,10 +57,12 @@ impl Provider {
         .map_err(|e| e.to_string())?;
         log.describe(&params);
         let budget = Budget::new(self.mounter.mount_timeout(), deadline);
+        // A misspelled identity or cloud key shows up as a failure here.
+        let hints = params.hints.for_mount_error();
         match budget.run(self.mounter.run(&params)).await {
             Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(exceeded) => Err(exceeded.to_string()),
+            Ok(Err(e)) => Err(format!("{e}{hints}")),
+            Err(exceeded) => Err(format!("{exceeded}{hints}")),
         }
     }
 }
