@@ -14,3 +14,5 @@ mod util;
 mod mount;
 // Version, old drivers' :authority, shutdown, socket permissions.
 mod server;
+// Every identity mode, sovereign clouds, the token cache, timeouts, hints.
+mod identity;
