@@ -85,6 +85,8 @@ pub struct AccessToken {
     /// Client id of the identity the token represents (from the answer for
     /// IMDS and NMI).
     pub client_id: String,
+    /// The cache entry holding this token, if any (see [`Authenticator::forget`]).
+    cache_key: Option<Arc<CacheKey>>,
 }
 
 /// Why no token could be obtained: the identity, then the cause (which
@@ -215,7 +217,13 @@ impl AccessToken {
             secret: Arc::new(secret),
             tenant_id: tenant_id.to_owned(),
             client_id: client_id.to_owned(),
+            cache_key: None,
         }
+    }
+
+    /// True when both share one token value (same fetch).
+    fn same_as(&self, other: &AccessToken) -> bool {
+        Arc::ptr_eq(&self.secret, &other.secret)
     }
 
     /// The bearer value, for the `Authorization` header only.
@@ -236,10 +244,10 @@ impl std::fmt::Debug for AccessToken {
 // === impl AuthError ===
 
 impl AuthError {
-    pub(crate) fn internal(reason: &str) -> Self {
+    pub(crate) fn internal(mode: Mode, reason: &str) -> Self {
         Self {
-            mode: Mode::WorkloadIdentity,
-            identity: "the mount's identity".to_owned(),
+            mode,
+            identity: mode.to_string(),
             cause: Cause::Internal(reason.to_owned()),
         }
     }
@@ -283,12 +291,20 @@ impl Authenticator {
         let tenant = tenant_id.to_owned();
         let request = plan.request;
         let fetch = async move {
+            let started = std::time::Instant::now();
             let result = this.fetch(request, &tenant).await;
             let counter = match &result {
                 Ok(_) => &this.stats.ok[mode.index()],
                 Err(_) => &this.stats.failed[mode.index()],
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                %mode,
+                identity = %label,
+                ok = result.is_ok(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "token request"
+            );
             result.map_err(|cause| AuthError {
                 mode,
                 identity: label,
@@ -298,6 +314,14 @@ impl Authenticator {
         self.cache
             .get_or_fetch(plan.key, plan.not_after, &plan.endpoint, fetch)
             .await
+    }
+
+    /// Drops `token` from the cache (if it is still the cached one), so the
+    /// next mount asks again: Key Vault rejected it (401) before its expiry.
+    pub fn forget(&self, token: &AccessToken) {
+        if let Some(key) = &token.cache_key {
+            self.cache.forget(key, token);
+        }
     }
 
     /// Counts for metrics.

@@ -126,13 +126,26 @@ impl Mounter {
         let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
             .buffered(limit)
             .try_collect()
-            .await?;
+            .await
+            .inspect_err(|e| self.forget_rejected_token(e, &token))?;
         let mut output = MountOutput::default();
         for item in rendered.into_iter().flatten() {
             output.files.push(item.file);
             output.versions.push(item.version);
         }
         Ok(output)
+    }
+
+    /// A token Key Vault rejects (401: expired or revoked early) must not be
+    /// served from the cache to the next mount.
+    fn forget_rejected_token(&self, error: &MountError, token: &AccessToken) {
+        if let MountError::Object {
+            source: ObjectError::KeyVault(KeyVaultError::Service { status: 401, .. }),
+            ..
+        } = error
+        {
+            self.auth.forget(token);
+        }
     }
 
     /// Fetches and renders one object, wrapping errors with its context.

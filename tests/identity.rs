@@ -185,6 +185,32 @@ async fn workload_identity_second_mount_with_the_same_token_makes_no_token_reque
 }
 
 #[tokio::test]
+async fn a_token_key_vault_rejects_is_not_served_again() {
+    let harness = Harness::start().await;
+    let token = wi_token(3600);
+    let spc = spc(&[]);
+    harness
+        .mount_with(&spc, std::slice::from_ref(&token), None)
+        .await
+        .expect("mount succeeds");
+    // Revoked or expired early: Key Vault answers 401 to the cached token.
+    harness.fake.expire_tokens();
+    let message = message(
+        harness
+            .mount_with(&spc, std::slice::from_ref(&token), None)
+            .await,
+    );
+    assert_contains(&message, &["answered 401 Unauthorized"]);
+    assert_eq!(harness.token_requests(), 1);
+    // The entry is gone: the next mount (kubelet retries) gets a new token.
+    harness
+        .mount_with(&spc, std::slice::from_ref(&token), None)
+        .await
+        .expect("mount succeeds with a fresh token");
+    assert_eq!(harness.token_requests(), 2);
+}
+
+#[tokio::test]
 async fn concurrent_identical_mounts_make_one_token_request() {
     let harness = Harness::start().await;
     harness
@@ -240,11 +266,28 @@ async fn service_principal_is_cached_per_secret() {
 }
 
 #[tokio::test]
-async fn expired_service_account_tokens_are_not_answered_from_the_cache() {
+async fn cache_entries_never_outlive_the_service_account_token() {
     let harness = Harness::start().await;
-    // An assertion that expires within the cache's refresh margin.
-    let token = wi_token(60);
     let spc = spc(&[]);
+    // An assertion whose `exp` has just passed: Entra ID still accepts it
+    // (clock skew), but a token obtained with it is never reused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = fake_azure::mint_jwt(&serde_json::json!({
+        "iss": ISSUER,
+        "sub": fake_azure::BLOG_SUBJECT,
+        "aud": [driver::WORKLOAD_IDENTITY_AUDIENCE],
+        "iat": now - 600,
+        "nbf": now - 600,
+        "exp": now - 5,
+    }));
+    let token = ServiceAccountToken {
+        audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
+        token: expired,
+        expiration: "2099-01-01T00:00:00Z".into(),
+    };
     for _ in 0..2 {
         harness
             .mount_with(&spc, std::slice::from_ref(&token), None)
@@ -253,9 +296,12 @@ async fn expired_service_account_tokens_are_not_answered_from_the_cache() {
     }
     assert_eq!(
         harness.token_requests(),
-        1,
-        "fresh until the SA token's exp (60 s), so still one request"
+        2,
+        "not cached past the SA token's exp"
     );
+
+    // A Key Vault token that lives less than the refresh margin is not
+    // kept either.
     harness.fake.set_token_lifetime(Duration::from_secs(200));
     let short = wi_token(3598);
     for _ in 0..2 {
@@ -264,11 +310,7 @@ async fn expired_service_account_tokens_are_not_answered_from_the_cache() {
             .await
             .expect("mount succeeds");
     }
-    assert_eq!(
-        harness.token_requests(),
-        3,
-        "a token living less than the refresh margin is not kept"
-    );
+    assert_eq!(harness.token_requests(), 4);
 }
 
 // --- VM managed identity (IMDS) ------------------------------------------
@@ -759,7 +801,9 @@ async fn no_token_in_logs_or_errors_for_any_mode() {
     };
     // Successes in every mode.
     errors.extend(error_of(
-        harness.mount_with(&spc(&[]), &[wi.clone()], None).await,
+        harness
+            .mount_with(&spc(&[]), std::slice::from_ref(&wi), None)
+            .await,
     ));
     errors.extend(error_of(
         harness
@@ -777,7 +821,9 @@ async fn no_token_in_logs_or_errors_for_any_mode() {
         "array:\n  - |\n    objectName: NoSuchSecret\n    objectType: secret\n",
     );
     errors.extend(error_of(
-        harness.mount_with(&missing, &[wi.clone()], None).await,
+        harness
+            .mount_with(&missing, std::slice::from_ref(&wi), None)
+            .await,
     ));
     let bad_secret = sp_secrets("wrong-secret-value-7781");
     errors.extend(error_of(

@@ -182,6 +182,16 @@ impl TokenCache {
         }
     }
 
+    /// Removes `key`'s entry if it holds `token`.
+    pub fn forget(&self, key: &CacheKey, token: &AccessToken) {
+        let mut lru = self.inner.lock();
+        if let Some(Slot::Ready { token: cached, .. }) = lru.get(key)
+            && cached.same_as(token)
+        {
+            lru.remove(key);
+        }
+    }
+
     /// Counts so far.
     pub fn snapshot(&self) -> CacheSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -219,10 +229,11 @@ impl TokenCache {
         inner.misses.fetch_add(1, Ordering::Relaxed);
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let cap = not_after.map(|t| instant_of(t, now));
+        let mode = key.mode;
         let task = tokio::spawn(lead(inner.clone(), key.clone(), id, cap, fetch));
         let shared = async move {
             task.await
-                .unwrap_or_else(|_| Err(AuthError::internal("the token request task failed")))
+                .unwrap_or_else(|_| Err(AuthError::internal(mode, "the token request task failed")))
         }
         .boxed()
         .shared();
@@ -251,7 +262,11 @@ async fn lead<Fut>(
 where
     Fut: Future<Output = Result<Fetched, AuthError>>,
 {
-    let result = fetch.await;
+    let key = Arc::new(key);
+    let result = fetch.await.map(|mut fetched| {
+        fetched.token.cache_key = Some(key.clone());
+        fetched
+    });
     let now = Instant::now();
     let mut lru = inner.lock();
     let still_ours =
@@ -449,7 +464,7 @@ mod tests {
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                Err::<Fetched, _>(AuthError::internal("boom"))
+                Err::<Fetched, _>(AuthError::internal(Mode::WorkloadIdentity, "boom"))
             }
         };
         let (a, b) = tokio::join!(
@@ -556,6 +571,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_token_can_be_forgotten() {
+        let cache = TokenCache::new(16);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let zero = Duration::ZERO;
+        let first = cache
+            .get_or_fetch(key("k"), None, "e", counted(&runs, "1", HOUR, zero))
+            .await
+            .unwrap();
+        let key_of_first = first
+            .cache_key
+            .clone()
+            .expect("cached tokens know their key");
+        // An unrelated token with the same value does not evict it.
+        cache.forget(&key_of_first, &token("1"));
+        assert_eq!(cache.snapshot().entries, 1);
+        cache.forget(&key_of_first, &first);
+        let second = cache
+            .get_or_fetch(key("k"), None, "e", counted(&runs, "2", HOUR, zero))
+            .await
+            .unwrap();
+        assert_eq!(second.bearer(), "2");
+        // Forgetting the old token again leaves the new entry alone.
+        cache.forget(&key_of_first, &first);
+        assert_eq!(cache.snapshot().entries, 1);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
     #[test]
