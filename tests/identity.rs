@@ -518,10 +518,12 @@ async fn identity_binding_with_sni_name_and_service_account_ca() {
     let probe = fake_azure::identity_binding_server_name(fake_azure::CLUSTER_ID);
     let sni = format!("--sni-name={probe}");
     let harness = start_ib(&[&sni], true).await;
+    // Minted once: two mints in different seconds are different tokens.
+    let tokens = ib_tokens();
     for _ in 0..2 {
         assert_blog_secret(
             &harness
-                .mount_with(&ib_spc(), &ib_tokens(), None)
+                .mount_with(&ib_spc(), &tokens, None)
                 .await
                 .expect("mount succeeds"),
         );

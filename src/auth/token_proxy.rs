@@ -384,6 +384,32 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn cluster_id_needs_the_hcp_san() {
+        use base64::Engine as _;
+        // The fake's CA certificate has no SANs at all.
+        let fake = fake_azure::FakeAzure::start(fake_azure::Seed::default())
+            .await
+            .unwrap();
+        let body: String = fake
+            .ca_pem()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        assert_eq!(
+            cluster_id(&der).unwrap_err(),
+            "cluster ID SAN not found in API server certificate (use --sni-name flag to provide SNI name explicitly)"
+        );
+        assert!(
+            cluster_id(b"not a certificate")
+                .unwrap_err()
+                .starts_with("cannot read the API server certificate")
+        );
+    }
+
     #[test]
     fn url_rules_follow_upstream() {
         assert!(parse_url("https://kubernetes.default.svc.cluster.local").is_ok());

@@ -137,7 +137,9 @@ fn imds_token(state: &mut State, req: &Req) -> Result<Value, ImdsError> {
 /// system-assigned one, else the only user-assigned one.
 fn select_node_identity(state: &State, requested: Option<&str>) -> Result<String, ImdsError> {
     let node = state.node();
-    if let Some(id) = requested.filter(|id| !id.is_empty()) {
+    // An empty `client_id=` names no identity: IMDS does not fall back to
+    // the system-assigned one (upstream's bug #2021 sent exactly that).
+    if let Some(id) = requested {
         let id = id.to_ascii_lowercase();
         return if node.user_assigned.contains(&id) || node.system_assigned.as_ref() == Some(&id) {
             Ok(id)
@@ -346,6 +348,11 @@ mod tests {
                 vec![("metadata", "true")],
                 "'resource' is missing",
             ),
+            (
+                format!("{Q}&client_id="),
+                vec![("metadata", "true")],
+                "Identity not found",
+            ),
         ];
         for (query, headers, expected) in cases {
             let (status, body) =
@@ -358,7 +365,7 @@ mod tests {
             shared
                 .counters()
                 .token_requests_with(grant::MANAGED_IDENTITY, "400"),
-            4
+            5
         );
     }
 
