@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
     pub(crate) ca_pem: String,
+    /// `https://localhost:PORT` of the token proxy (empty in unit tests).
+    pub(crate) token_proxy_url: String,
 }
 
 // === impl Shared ===
@@ -42,6 +44,7 @@ impl Shared {
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
             ca_pem,
+            token_proxy_url: String::new(),
         }
     }
 
@@ -69,7 +72,6 @@ impl Shared {
 pub struct FakeAzure {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    token_proxy_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     token_proxy_task: Option<JoinHandle<()>>,
@@ -99,7 +101,9 @@ impl FakeAzure {
             .await
             .with_context(|| format!("binding the token proxy on {}", listen.ip()))?;
         let token_proxy_addr = proxy_listener.local_addr()?;
-        let shared = Arc::new(Shared::new(state, pki.ca_pem));
+        let mut shared = Shared::new(state, pki.ca_pem);
+        shared.token_proxy_url = format!("https://localhost:{}", token_proxy_addr.port());
+        let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(server::run(
             listener,
@@ -117,7 +121,6 @@ impl FakeAzure {
         Ok(Self {
             shared,
             addr,
-            token_proxy_addr,
             shutdown,
             task: Some(task),
             token_proxy_task: Some(token_proxy_task),
@@ -142,7 +145,7 @@ impl FakeAzure {
 
     /// `https://localhost:PORT`: the fake AKS API server / token proxy.
     pub fn token_proxy_url(&self) -> String {
-        format!("https://localhost:{}", self.token_proxy_addr.port())
+        self.shared.token_proxy_url.clone()
     }
 
     /// The server name (SNI) the token proxy answers to.

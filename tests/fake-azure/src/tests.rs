@@ -376,3 +376,74 @@ async fn token_proxy_routes_by_server_name() {
 }
 
 const IB_CLIENT: &str = "0b1d1e55-0000-4000-8000-000000000001";
+
+#[tokio::test]
+async fn control_api_sets_node_and_pod_identities_for_imds_and_nmi() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    let base = format!("http://{}", fake.addr());
+    let http = plain_client();
+    let put = |path: &str, body: &'static str| http.put(format!("{base}{path}")).body(body).send();
+
+    let (status, _) = json(
+        put("/_fake/vm-identities", r#"{"user_assigned":["nobody"]}"#)
+            .await
+            .expect("put"),
+    )
+    .await;
+    assert_eq!(status, 404, "unknown apps are refused");
+    let body = format!(r#"{{"system_assigned":"{BLOG_CLIENT_ID}"}}"#);
+    let resp = http
+        .put(format!("{base}/_fake/vm-identities"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = http
+        .put(format!("{base}/_fake/pod-identities/ns/pod-a"))
+        .body(format!(r#"{{"client_id":"{BLOG_CLIENT_ID}"}}"#))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let (status, body) = json(
+        http.get(format!(
+            "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .expect("imds"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["client_id"], BLOG_CLIENT_ID);
+    let (status, body) = json(
+        http.get(format!(
+            "{base}/host/token/?resource=https://vault.azure.net"
+        ))
+        .header("podns", "ns")
+        .header("podname", "pod-a")
+        .send()
+        .await
+        .expect("nmi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clientid"], BLOG_CLIENT_ID);
+
+    let (status, body) = json(
+        http.get(format!("{base}/_fake/token-proxy"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["url"], fake.token_proxy_url());
+    assert_eq!(body["server_name"], fake.token_proxy_server_name());
+    fake.shutdown().await;
+}
