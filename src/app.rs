@@ -54,12 +54,9 @@ pub enum AppError {
 /// `metrics`.
 pub fn provider(config: &Config, metrics: &Metrics) -> Result<Provider, AppError> {
     let http = Http::new(&config.http)?.with_metrics(metrics.clone());
-    let mounter = Mounter::new(
-        Authenticator::new(http.clone()),
-        KeyVault::new(http),
-        config.mount.clone(),
-    )
-    .with_metrics(metrics.clone());
+    let auth = Authenticator::new(http.clone(), &config.http, config.auth.clone())?;
+    let mounter =
+        Mounter::new(auth, KeyVault::new(http), config.mount.clone()).with_metrics(metrics.clone());
     Ok(Provider::new(mounter, config.parse.clone()))
 }
 

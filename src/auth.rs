@@ -1,36 +1,211 @@
-//! Access tokens for Key Vault, one per mount, for the identity the
-//! SecretProviderClass selects: workload identity (the pod's service-account
-//! token exchanged as a client assertion) or a service principal's client
-//! secret, both at Entra ID's v2 token endpoint (see `auth/aad.rs`).
+//! Access tokens for Key Vault, for the identity the SecretProviderClass
+//! selects (identity selection itself is pure and lives in `params`):
 //!
-//! Identity selection itself is pure and lives in `params`; this module only
-//! performs the exchange. It never logs or returns a token, an assertion or a
-//! client secret in an error.
+//! | mode | where the token comes from | module |
+//! |---|---|---|
+//! | workload identity | the pod's `api://AzureADTokenExchange` token, exchanged at Entra ID | `auth/aad.rs` |
+//! | service principal | `clientid` / `clientsecret` of the nodePublishSecretRef, at Entra ID | `auth/aad.rs` |
+//! | VM managed identity | IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, else 169.254.169.254) | `auth/imds.rs` |
+//! | pod identity | aad-pod-identity's NMI (`--nmi-endpoint`) | `auth/pod_identity.rs` |
+//! | identity binding | the pod's `api://AKSIdentityBinding` token, through the AKS token proxy | `auth/token_proxy.rs` |
+//!
+//! Every token goes through one cache (`auth/cache.rs`) keyed by identity
+//! and the SHA-256 of the exact credential presented. Errors name the mode,
+//! the identity (tenant, client id, pod) and the endpoint; they never carry
+//! a token, an assertion or a client secret.
 
 mod aad;
+mod cache;
+mod imds;
+mod pod_identity;
+mod token_proxy;
 
-use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
 use crate::cloud::Cloud;
-use crate::http::{Http, SendError};
+use crate::http::{BuildError, Http, HttpConfig, SendError};
 use crate::metrics::TokenMode;
-use crate::params::Identity;
+use crate::params::{Identity, PodInfo, ServiceAccountToken};
 
 pub use aad::AadError;
+pub use cache::{CacheSnapshot, DEFAULT_CAPACITY, REFRESH_MARGIN};
+pub use pod_identity::NmiError;
+pub use token_proxy::{TokenProxyConfig, server_name_for as identity_binding_server_name};
 
-/// A bearer token for Key Vault. `Debug` never shows the token.
-pub struct AccessToken {
-    secret: SecretString,
-    /// Tenant the token was issued in.
-    pub tenant_id: String,
-    /// Client id of the identity the token represents.
-    pub client_id: String,
+use cache::{CacheKey, Fetched, Lookup, TokenCache};
+
+/// Where each mode's tokens come from; built once at start-up.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// IMDS base URL (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, else
+    /// `http://169.254.169.254`).
+    pub imds_endpoint: String,
+    /// NMI base URL (`--nmi-endpoint`).
+    pub nmi_endpoint: String,
+    pub token_proxy: TokenProxyConfig,
+    /// Most tokens kept in the cache.
+    pub cache_capacity: usize,
 }
 
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            imds_endpoint: imds::DEFAULT_ENDPOINT.to_owned(),
+            nmi_endpoint: pod_identity::DEFAULT_ENDPOINT.to_owned(),
+            token_proxy: TokenProxyConfig::default(),
+            cache_capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// The environment variable that overrides the IMDS address.
+pub const IMDS_ENDPOINT_ENV: &str = imds::ENDPOINT_ENV;
+
+/// The ways a mount can authenticate. `Display` is the name used in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    WorkloadIdentity,
+    ServicePrincipal,
+    VmManagedIdentity,
+    PodIdentity,
+    IdentityBinding,
+}
+
+/// A bearer token for Key Vault. `Debug` never shows the token; clones
+/// share it.
+#[derive(Clone)]
+pub struct AccessToken {
+    secret: Arc<SecretString>,
+    /// Tenant the token was issued in (as configured for the mount).
+    pub tenant_id: String,
+    /// Client id of the identity the token represents (from the answer for
+    /// IMDS and NMI).
+    pub client_id: String,
+    /// The cache entry holding this token, if any (see [`Authenticator::forget`]).
+    cache_key: Option<Arc<CacheKey>>,
+}
+
+/// Why no token could be obtained: the identity, then the cause (which
+/// names the endpoint).
+#[derive(Clone, Debug, Error)]
+#[error("failed to get a Key Vault token for {identity}: {cause}")]
+pub struct AuthError {
+    pub mode: Mode,
+    /// e.g. `workload identity (tenant …, client id …)`.
+    pub identity: String,
+    pub cause: Cause,
+}
+
+/// The cause of an [`AuthError`].
+#[derive(Clone, Debug, Error)]
+pub enum Cause {
+    /// Entra ID, IMDS or the token proxy answered with an error.
+    #[error("{endpoint} answered {source}")]
+    Rejected { endpoint: String, source: AadError },
+    /// NMI answered with an error (upstream texts).
+    #[error("{endpoint}: {source}")]
+    Nmi { endpoint: String, source: NmiError },
+    /// The endpoint could not be reached or did not answer in time.
+    #[error(transparent)]
+    Send(SendError),
+    /// Identity binding could not be set up (upstream's prefix).
+    #[error("proxy transport not available: {0}")]
+    TokenProxy(String),
+    /// A bug: the request task did not complete.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Obtains tokens over the shared HTTP clients, through the cache.
+#[derive(Clone)]
+pub struct Authenticator {
+    /// Entra ID (through `HTTPS_PROXY` when set).
+    http: Http,
+    /// IMDS and NMI: never proxied.
+    local: Http,
+    token_proxy: token_proxy::TokenProxy,
+    config: Arc<AuthConfig>,
+    cache: TokenCache,
+}
+
+/// What one mount's identity turns into.
+struct Plan {
+    key: CacheKey,
+    identity: String,
+    /// Named in a mount-budget error while the request is awaited.
+    endpoint: String,
+    /// The service-account token's `exp`, which caps the cache entry.
+    not_after: Option<SystemTime>,
+    request: Request,
+}
+
+/// The request of one mode, owned (it runs as its own task).
+enum Request {
+    Aad {
+        url: String,
+        request: aad::TokenRequest,
+    },
+    Imds(imds::ImdsRequest),
+    Nmi(pod_identity::NmiRequest),
+    TokenProxy(aad::TokenRequest),
+}
+
+// === impl Mode ===
+
+impl Mode {
+    pub const ALL: [Mode; 5] = [
+        Mode::WorkloadIdentity,
+        Mode::ServicePrincipal,
+        Mode::VmManagedIdentity,
+        Mode::PodIdentity,
+        Mode::IdentityBinding,
+    ];
+
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WorkloadIdentity => "workload_identity",
+            Self::ServicePrincipal => "service_principal",
+            Self::VmManagedIdentity => "vm_managed_identity",
+            Self::PodIdentity => "pod_identity",
+            Self::IdentityBinding => "identity_binding",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::WorkloadIdentity => "workload identity",
+            Self::ServicePrincipal => "service principal",
+            Self::VmManagedIdentity => "VM managed identity",
+            Self::PodIdentity => "pod identity",
+            Self::IdentityBinding => "identity binding",
+        })
+    }
+}
+
+// === impl AccessToken ===
+
 impl AccessToken {
+    pub(crate) fn new(secret: SecretString, tenant_id: &str, client_id: &str) -> Self {
+        Self {
+            secret: Arc::new(secret),
+            tenant_id: tenant_id.to_owned(),
+            client_id: client_id.to_owned(),
+            cache_key: None,
+        }
+    }
+
+    /// True when both share one token value (same fetch).
+    fn same_as(&self, other: &AccessToken) -> bool {
+        Arc::ptr_eq(&self.secret, &other.secret)
+    }
+
     /// The bearer value, for the `Authorization` header only.
     pub fn bearer(&self) -> &str {
         self.secret.expose_secret()
@@ -46,134 +221,344 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
-/// Why no token could be obtained.
-#[derive(Debug, Error)]
-pub enum AuthError {
-    /// Entra ID answered with an error (AADSTS code and description).
-    #[error(
-        "failed to get a Key Vault token for {mode} (tenant {tenant_id}, client id {client_id}) from {endpoint}: {source}"
-    )]
-    Aad {
-        mode: &'static str,
-        tenant_id: String,
-        client_id: String,
-        endpoint: String,
-        #[source]
-        source: AadError,
-    },
-    /// The token endpoint could not be reached.
-    #[error(
-        "failed to get a Key Vault token for {mode} (tenant {tenant_id}, client id {client_id}): {source}"
-    )]
-    Unreachable {
-        mode: &'static str,
-        tenant_id: String,
-        client_id: String,
-        #[source]
-        source: SendError,
-    },
-    /// An identity mode this build cannot use yet.
-    #[error(
-        "identity mode {mode} is not supported by akv-csi-provider yet; use workload identity (clientID + the api://AzureADTokenExchange token request) or a service principal (nodePublishSecretRef)"
-    )]
-    Unsupported { mode: &'static str },
-}
+// === impl AuthError ===
 
 impl AuthError {
     /// A short, bounded code for metrics and logs (`AADSTS70021`,
     /// `Throttled`, `Timeout`, …).
-    pub fn code(&self) -> Cow<'static, str> {
-        match self {
-            Self::Aad { source, .. } => source.code(),
-            Self::Unreachable { source, .. } => Cow::Borrowed(source.code()),
-            Self::Unsupported { .. } => Cow::Borrowed("UnsupportedIdentity"),
+    pub fn code(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow;
+        match &self.cause {
+            Cause::Rejected { source, .. } => source.code(),
+            Cause::Nmi { .. } => Cow::Borrowed("NmiError"),
+            Cause::Send(source) => Cow::Borrowed(source.code()),
+            Cause::TokenProxy(_) => Cow::Borrowed("TokenProxyUnavailable"),
+            Cause::Internal(_) => Cow::Borrowed("Internal"),
         }
     }
-}
 
-/// Obtains tokens over the shared HTTP client.
-#[derive(Clone, Debug)]
-pub struct Authenticator {
-    http: Http,
+    pub(crate) fn internal(mode: Mode, reason: &str) -> Self {
+        Self {
+            mode,
+            identity: mode.to_string(),
+            cause: Cause::Internal(reason.to_owned()),
+        }
+    }
 }
 
 // === impl Authenticator ===
 
 impl Authenticator {
-    pub fn new(http: Http) -> Self {
-        Self { http }
+    /// `http` is the shared client; IMDS, NMI and the token proxy get
+    /// their own (never proxied) built from `http_config`.
+    pub fn new(
+        http: Http,
+        http_config: &HttpConfig,
+        config: AuthConfig,
+    ) -> Result<Self, BuildError> {
+        let local = Http::direct(http_config)?.with_metrics(http.metrics().clone());
+        Ok(Self {
+            http,
+            local,
+            token_proxy: token_proxy::TokenProxy::new(
+                config.token_proxy.clone(),
+                http_config.clone(),
+            ),
+            cache: TokenCache::new(config.cache_capacity),
+            config: Arc::new(config),
+        })
     }
 
-    /// A token for `cloud`'s Key Vault resource in `tenant_id`.
+    /// A token for `cloud`'s Key Vault in `tenant_id`, from the cache when
+    /// the same identity presented the same credential before.
     pub async fn token(
         &self,
         identity: &Identity,
         tenant_id: &str,
         cloud: &Cloud,
+        pod: &PodInfo,
     ) -> Result<AccessToken, AuthError> {
-        let (mode, client_id, credential) = match identity {
-            Identity::WorkloadIdentity { client_id, token } => (
-                "workload identity",
-                client_id,
-                aad::Credential::Assertion(&token.token),
-            ),
+        let plan = self.plan(identity, tenant_id, cloud, pod);
+        let (mode, label) = (plan.key.mode, plan.identity.clone());
+        let this = self.clone();
+        let tenant = tenant_id.to_owned();
+        let request = plan.request;
+        let fetch = async move {
+            let started = std::time::Instant::now();
+            let result = this.fetch(request, &tenant).await;
+            tracing::debug!(
+                %mode,
+                identity = %label,
+                ok = result.is_ok(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "token request"
+            );
+            let result = result.map_err(|cause| AuthError {
+                mode,
+                identity: label,
+                cause,
+            });
+            let error = result.as_ref().err().map(AuthError::code);
+            this.http
+                .metrics()
+                .token_request(TokenMode::from(mode), error);
+            result
+        };
+        let (result, lookup) = self
+            .cache
+            .lookup_or_fetch(plan.key, plan.not_after, &plan.endpoint, fetch)
+            .await;
+        // A coalesced wait is not a hit: it waits for a request.
+        self.http
+            .metrics()
+            .token_cache(TokenMode::from(mode), lookup == Lookup::Hit);
+        result
+    }
+
+    /// Drops `token` from the cache (if it is still the cached one), so the
+    /// next mount asks again: Key Vault rejected it (401) before its expiry.
+    pub fn forget(&self, token: &AccessToken) {
+        if let Some(key) = &token.cache_key {
+            self.cache.forget(key, token);
+        }
+    }
+
+    /// The token cache's counts (hits, misses, coalesced waits, entries).
+    pub fn cache_snapshot(&self) -> CacheSnapshot {
+        self.cache.snapshot()
+    }
+
+    /// Turns an identity into a cache key and the request to make on a miss.
+    fn plan(&self, identity: &Identity, tenant_id: &str, cloud: &Cloud, pod: &PodInfo) -> Plan {
+        let scope = cloud.keyvault_scope();
+        let authority = cloud.authority_host().to_owned();
+        let aad_plan = |mode: Mode, client_id: &str, credential: aad::Credential| {
+            let secret = match &credential {
+                aad::Credential::Assertion(s) | aad::Credential::Secret(s) => s.expose_secret(),
+            };
+            let key = CacheKey {
+                mode,
+                authority: authority.clone(),
+                tenant_id: tenant_id.to_owned(),
+                identity: client_id.to_owned(),
+                resource: scope.clone(),
+                credential: Some(CacheKey::digest(secret)),
+            };
+            let request = aad::TokenRequest {
+                tenant_id: tenant_id.to_owned(),
+                client_id: client_id.to_owned(),
+                scope: scope.clone(),
+                credential,
+            };
+            (key, request)
+        };
+        let described = |mode: Mode, client_id: &str| {
+            format!("{mode} (tenant {tenant_id}, client id {client_id})")
+        };
+        match identity {
+            Identity::WorkloadIdentity { client_id, token } => {
+                let mode = Mode::WorkloadIdentity;
+                let (key, request) = aad_plan(
+                    mode,
+                    client_id,
+                    aad::Credential::Assertion(token.token.clone()),
+                );
+                let url = aad::endpoint(&authority, tenant_id);
+                Plan {
+                    key,
+                    identity: described(mode, client_id),
+                    endpoint: url.clone(),
+                    not_after: assertion_expiry(token),
+                    request: Request::Aad { url, request },
+                }
+            }
             Identity::ServicePrincipal {
                 client_id,
                 client_secret,
-            } => (
-                "service principal",
-                client_id,
-                aad::Credential::Secret(client_secret),
-            ),
-            Identity::VmManagedIdentity { .. } => {
-                return Err(AuthError::Unsupported {
-                    mode: "VMManagedIdentity",
-                });
+            } => {
+                let mode = Mode::ServicePrincipal;
+                let (key, request) = aad_plan(
+                    mode,
+                    client_id,
+                    aad::Credential::Secret(client_secret.clone()),
+                );
+                let url = aad::endpoint(&authority, tenant_id);
+                Plan {
+                    key,
+                    identity: described(mode, client_id),
+                    endpoint: url.clone(),
+                    not_after: None,
+                    request: Request::Aad { url, request },
+                }
+            }
+            Identity::TokenProxy { client_id, token } => {
+                let mode = Mode::IdentityBinding;
+                let (mut key, request) = aad_plan(
+                    mode,
+                    client_id,
+                    aad::Credential::Assertion(token.token.clone()),
+                );
+                key.authority = self.token_proxy.url().to_owned();
+                Plan {
+                    key,
+                    identity: described(mode, client_id),
+                    endpoint: format!("the token proxy {}", self.token_proxy.url()),
+                    not_after: assertion_expiry(token),
+                    request: Request::TokenProxy(request),
+                }
+            }
+            Identity::VmManagedIdentity {
+                user_assigned_identity_id,
+            } => {
+                let request = imds::ImdsRequest {
+                    base: self.config.imds_endpoint.clone(),
+                    resource: cloud.keyvault_resource().to_owned(),
+                    client_id: user_assigned_identity_id.clone(),
+                };
+                let identity = match user_assigned_identity_id.as_str() {
+                    "" => format!("{} (system-assigned)", Mode::VmManagedIdentity),
+                    id => format!("{} (user-assigned client id {id})", Mode::VmManagedIdentity),
+                };
+                Plan {
+                    key: CacheKey {
+                        mode: Mode::VmManagedIdentity,
+                        authority: request.base.clone(),
+                        tenant_id: String::new(),
+                        identity: user_assigned_identity_id.clone(),
+                        resource: request.resource.clone(),
+                        credential: None,
+                    },
+                    identity,
+                    endpoint: request.endpoint(),
+                    not_after: None,
+                    request: Request::Imds(request),
+                }
             }
             Identity::PodIdentity => {
-                return Err(AuthError::Unsupported {
-                    mode: "PodIdentity",
-                });
+                let request = pod_identity::NmiRequest {
+                    base: self.config.nmi_endpoint.clone(),
+                    resource: cloud.keyvault_resource().to_owned(),
+                    pod_name: pod.name.clone(),
+                    pod_namespace: pod.namespace.clone(),
+                };
+                // NMI decides the identity per pod; a recreated pod (new
+                // uid) may be bound to another one.
+                let pod_key = format!(
+                    "{}/{}/{}",
+                    pod.namespace,
+                    pod.name,
+                    pod.uid.as_deref().unwrap_or("")
+                );
+                Plan {
+                    key: CacheKey {
+                        mode: Mode::PodIdentity,
+                        authority: request.base.clone(),
+                        tenant_id: String::new(),
+                        identity: pod_key,
+                        resource: request.resource.clone(),
+                        credential: None,
+                    },
+                    identity: format!("{} (pod {}/{})", Mode::PodIdentity, pod.namespace, pod.name),
+                    endpoint: request.endpoint(),
+                    not_after: None,
+                    request: Request::Nmi(request),
+                }
             }
-            Identity::TokenProxy { .. } => {
-                return Err(AuthError::Unsupported {
-                    mode: "AzureTokenProxy",
-                });
+        }
+    }
+
+    /// Makes the request of one mode.
+    async fn fetch(&self, request: Request, tenant_id: &str) -> Result<Fetched, Cause> {
+        let (token, lifetime) = match request {
+            Request::Aad { url, request } => {
+                let token = aad::request_token(&self.http, &url, &url, &request)
+                    .await
+                    .map_err(|failure| match failure {
+                        aad::Failure::Aad(source) => Cause::Rejected {
+                            endpoint: url.clone(),
+                            source,
+                        },
+                        aad::Failure::Send(source) => Cause::Send(source),
+                    })?;
+                let access = AccessToken::new(token.secret, tenant_id, &request.client_id);
+                (access, token.expires_in)
             }
+            Request::TokenProxy(request) => {
+                let token = self.token_proxy.request_token(&request).await?;
+                let access = AccessToken::new(token.secret, tenant_id, &request.client_id);
+                (access, token.expires_in)
+            }
+            Request::Imds(request) => request.fetch(&self.local, tenant_id).await?,
+            Request::Nmi(request) => request.fetch(&self.local, tenant_id).await?,
         };
-        let request = aad::TokenRequest {
-            authority_host: cloud.authority_host(),
-            tenant_id,
-            client_id,
-            scope: &cloud.keyvault_scope(),
-            credential,
-        };
-        let endpoint = request.endpoint();
-        let secret = aad::request_token(&self.http, &request)
-            .await
-            .map_err(|e| match e {
-                aad::Failure::Aad(source) => AuthError::Aad {
-                    mode,
-                    tenant_id: tenant_id.to_owned(),
-                    client_id: client_id.clone(),
-                    endpoint: endpoint.clone(),
-                    source,
-                },
-                aad::Failure::Send(source) => AuthError::Unreachable {
-                    mode,
-                    tenant_id: tenant_id.to_owned(),
-                    client_id: client_id.clone(),
-                    source,
-                },
-            });
-        let mode_label = TokenMode::of(identity);
-        let error = secret.as_ref().err().map(AuthError::code);
-        self.http.metrics().token_request(mode_label, error);
-        let secret = secret?;
-        Ok(AccessToken {
-            secret,
-            tenant_id: tenant_id.to_owned(),
-            client_id: client_id.clone(),
-        })
+        Ok(Fetched { token, lifetime })
+    }
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `exp` claim of a service-account token (a JWT), read without
+/// verifying anything: it only shortens how long a token obtained with the
+/// assertion is cached. When it cannot be read, the epoch: the Key Vault
+/// token is then used for this mount and not cached.
+fn assertion_expiry(token: &ServiceAccountToken) -> Option<SystemTime> {
+    Some(jwt_expiry(token.token.expose_secret()).unwrap_or(SystemTime::UNIX_EPOCH))
+}
+
+fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    (exp.is_finite() && exp > 0.0)
+        .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp.min(1e11)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn jwt(payload: &str) -> String {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.sig", enc(r#"{"alg":"RS256"}"#), enc(payload))
+    }
+
+    #[test]
+    fn reads_exp_without_trusting_anything_else() {
+        assert_eq!(
+            jwt_expiry(&jwt(r#"{"exp":1700000000,"iss":"x"}"#)),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(jwt_expiry(&jwt(r#"{"iss":"x"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":"soon"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":-5}"#)), None);
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.%%%.c"), None);
+    }
+
+    #[test]
+    fn modes_have_stable_labels_and_names() {
+        let labels: Vec<_> = Mode::ALL.iter().map(|m| m.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "workload_identity",
+                "service_principal",
+                "vm_managed_identity",
+                "pod_identity",
+                "identity_binding"
+            ]
+        );
+        assert_eq!(Mode::VmManagedIdentity.to_string(), "VM managed identity");
     }
 }

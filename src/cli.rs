@@ -75,13 +75,28 @@ pub struct Args {
     #[arg(long, default_value = "")]
     pub custom_user_agent: String,
 
-    /// AKS identity-binding token proxy URL.
+    /// AKS identity-binding token proxy URL (empty: https://kubernetes.default.svc.cluster.local).
     #[arg(long, default_value = "")]
     pub token_proxy_url: String,
 
-    /// AKS identity-binding TLS server name.
+    /// AKS identity-binding TLS server name (empty: computed from the API server's certificate).
     #[arg(long, default_value = "")]
     pub sni_name: String,
+
+    /// CA trusted for the identity-binding token proxy, when the file exists.
+    #[arg(
+        long,
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub token_proxy_ca_file: std::path::PathBuf,
+
+    /// Base URL of aad-pod-identity's NMI (pod identity).
+    #[arg(long, default_value = "http://localhost:2579")]
+    pub nmi_endpoint: String,
+
+    /// Time limit of a whole mount when the driver sends no shorter deadline.
+    #[arg(long, default_value = "100s", value_parser = parse_go_duration)]
+    pub mount_timeout: Duration,
 
     /// Log verbosity, klog style (-v=2).
     #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
@@ -319,6 +334,9 @@ mod tests {
         assert_eq!(args.healthz_path, "/healthz");
         assert_eq!(args.healthz_timeout, Duration::from_secs(5));
         assert_eq!(args.prometheus_port, 8898);
+        assert_eq!(args.mount_timeout, Duration::from_secs(100));
+        assert_eq!(args.nmi_endpoint, "http://localhost:2579");
+        assert_eq!(args.token_proxy_url, "");
     }
 
     #[test]

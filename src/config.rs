@@ -1,6 +1,7 @@
 //! The validated configuration of the process, built once at start-up from
-//! the flags and the few environment variables we honour (`SSL_CERT_FILE`;
-//! the proxy variables are read by the HTTP client itself). Invalid
+//! the flags and the few environment variables we honour (`SSL_CERT_FILE`,
+//! `AZURE_POD_IDENTITY_AUTHORITY_HOST`; the proxy variables are read by the
+//! HTTP client itself). Invalid
 //! configuration stops the process with exit code 64 before anything
 //! listens.
 //!
@@ -11,6 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::admin::AdminConfig;
+use crate::auth::{self, AuthConfig, TokenProxyConfig};
 use crate::cli::Args;
 use crate::cloud::{Cloud, CloudError};
 use crate::http::{ExtraRoots, HttpConfig};
@@ -23,6 +25,7 @@ use crate::socket::{Endpoint, SocketError};
 pub struct Config {
     pub endpoint: Endpoint,
     pub http: HttpConfig,
+    pub auth: AuthConfig,
     pub mount: MountOptions,
     pub parse: ParseOptions,
     pub log_json: bool,
@@ -51,6 +54,13 @@ pub enum ConfigError {
     HealthzPath(String),
     #[error("--healthz-timeout must be greater than 0")]
     HealthzTimeout,
+    #[error("--mount-timeout must be more than 0")]
+    MountTimeout,
+    #[error("{setting}: {value:?} is not an http:// or https:// base URL")]
+    BaseUrl {
+        setting: &'static str,
+        value: String,
+    },
 }
 
 // === impl Config ===
@@ -67,6 +77,13 @@ impl Config {
         if args.max_concurrent_fetches == 0 {
             return Err(ConfigError::Concurrency);
         }
+        if args.mount_timeout.is_zero() {
+            return Err(ConfigError::MountTimeout);
+        }
+        let imds_endpoint = match env(auth::IMDS_ENDPOINT_ENV).filter(|v| !v.trim().is_empty()) {
+            Some(value) => base_url(auth::IMDS_ENDPOINT_ENV, &value)?,
+            None => AuthConfig::default().imds_endpoint,
+        };
         Ok(Self {
             endpoint,
             http: HttpConfig {
@@ -75,8 +92,21 @@ impl Config {
                 request_timeout: args.request_timeout,
                 connect_timeout: Duration::from_secs(10).min(args.request_timeout),
             },
+            auth: AuthConfig {
+                imds_endpoint,
+                nmi_endpoint: base_url("--nmi-endpoint", &args.nmi_endpoint)?,
+                // Checked on the first identity-binding mount, so a bad value
+                // fails only those mounts (as upstream).
+                token_proxy: TokenProxyConfig {
+                    url: args.token_proxy_url.trim().to_owned(),
+                    sni_name: args.sni_name.trim().to_owned(),
+                    ca_file: args.token_proxy_ca_file.clone(),
+                },
+                cache_capacity: auth::DEFAULT_CAPACITY,
+            },
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
+                mount_timeout: args.mount_timeout,
             },
             parse: ParseOptions {
                 default_cloud_name: args.cloud_name.clone(),
@@ -113,6 +143,22 @@ fn admin(args: &Args) -> Result<AdminConfig, ConfigError> {
         healthz_timeout: args.healthz_timeout,
         prometheus_port: args.prometheus_port,
     })
+}
+
+/// An `http://` or `https://` URL without query, trailing `/` removed.
+fn base_url(setting: &'static str, value: &str) -> Result<String, ConfigError> {
+    let invalid = || ConfigError::BaseUrl {
+        setting,
+        value: value.to_owned(),
+    };
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.query().is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(value.trim().trim_end_matches('/').to_owned())
 }
 
 /// `akv-csi-provider/<version>`, followed by `--custom-user-agent` if set.
@@ -161,6 +207,49 @@ mod tests {
         assert_eq!(config.admin.prometheus_port, 8898);
         let config = Config::build(&args(&["--admin-bind-address", "::1"]), |_| None).unwrap();
         assert_eq!(config.admin.bind, Some("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn identity_endpoints_from_flags_and_environment() {
+        let config = Config::build(&args(&[]), |_| None).unwrap();
+        assert_eq!(config.auth.imds_endpoint, "http://169.254.169.254");
+        assert_eq!(config.auth.nmi_endpoint, "http://localhost:2579");
+        assert_eq!(
+            config.mount.mount_timeout,
+            std::time::Duration::from_secs(100)
+        );
+        let config = Config::build(
+            &args(&[
+                "--nmi-endpoint",
+                "http://127.0.0.1:9/",
+                "--mount-timeout",
+                "5s",
+            ]),
+            |k| (k == "AZURE_POD_IDENTITY_AUTHORITY_HOST").then(|| "http://127.0.0.1:8/".into()),
+        )
+        .unwrap();
+        assert_eq!(config.auth.imds_endpoint, "http://127.0.0.1:8");
+        assert_eq!(config.auth.nmi_endpoint, "http://127.0.0.1:9");
+        assert_eq!(
+            config.mount.mount_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        let err = Config::build(&args(&["--nmi-endpoint", "localhost:2579"]), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--nmi-endpoint: "), "{err}");
+        let err = Config::build(&args(&[]), |k| {
+            (k == "AZURE_POD_IDENTITY_AUTHORITY_HOST").then(|| "ftp://x".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("AZURE_POD_IDENTITY_AUTHORITY_HOST: "),
+            "{err}"
+        );
+        assert!(Config::build(&args(&["--mount-timeout", "0"]), |_| None).is_err());
+        // A bad token proxy URL does not stop the process.
+        assert!(Config::build(&args(&["--token-proxy-url", "http://x"]), |_| None).is_ok());
     }
 
     #[test]

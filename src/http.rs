@@ -53,7 +53,7 @@ pub enum BuildError {
 }
 
 /// A request that did not produce a response.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum SendError {
     #[error("request to {endpoint} timed out after {limit:?}")]
     Timeout { endpoint: String, limit: Duration },
@@ -83,6 +83,9 @@ pub struct Response {
     pub status: StatusCode,
     pub retry_after: Option<String>,
     pub body: Vec<u8>,
+    /// The server's leaf certificate (DER), when the client was built with
+    /// `tls_info(true)`.
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 /// The shared client plus its per-request limit and the metrics every
@@ -99,28 +102,33 @@ pub struct Http {
 impl Http {
     /// Builds the process-wide client.
     pub fn new(config: &HttpConfig) -> Result<Self, BuildError> {
-        let mut builder = Client::builder()
+        Self::custom(config, |builder| {
+            Ok(builder.tls_certs_merge(extra_roots(config)?))
+        })
+    }
+
+    /// A client that never goes through a proxy, for node-local endpoints
+    /// (IMDS, NMI) that no egress proxy can reach.
+    pub fn direct(config: &HttpConfig) -> Result<Self, BuildError> {
+        Self::custom(config, |builder| {
+            Ok(builder.tls_certs_merge(extra_roots(config)?).no_proxy())
+        })
+    }
+
+    /// A client with the process-wide settings (User-Agent, limits, pool)
+    /// that `adjust` completes: trust anchors, proxy, resolver.
+    pub fn custom(
+        config: &HttpConfig,
+        adjust: impl FnOnce(reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, BuildError>,
+    ) -> Result<Self, BuildError> {
+        let builder = Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(false)
             .tcp_keepalive(Duration::from_secs(60));
-        if let Some(roots) = &config.extra_roots_pem {
-            let certs = Certificate::from_pem_bundle(&roots.pem).map_err(|source| {
-                BuildError::BadBundle {
-                    path: roots.path.clone(),
-                    source,
-                }
-            })?;
-            if certs.is_empty() {
-                return Err(BuildError::NoCertificates {
-                    path: roots.path.clone(),
-                });
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(BuildError::Client)?;
+        let client = adjust(builder)?.build().map_err(BuildError::Client)?;
         Ok(Self {
             client,
             request_timeout: config.request_timeout,
@@ -152,6 +160,8 @@ impl Http {
         request: RequestBuilder,
         endpoint: &str,
     ) -> Result<Response, SendError> {
+        // Names this endpoint if the mount's overall budget runs out now.
+        let _waiting = crate::budget::waiting_on(endpoint);
         let limit = self.request_timeout;
         let started = Instant::now();
         let result = match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
@@ -199,6 +209,11 @@ impl Http {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let peer_certificate = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .map(<[u8]>::to_vec);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, endpoint))? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -213,8 +228,27 @@ impl Http {
             status,
             retry_after,
             body,
+            peer_certificate,
         })
     }
+}
+
+/// The extra trust anchors of `SSL_CERT_FILE`, if any.
+pub fn extra_roots(config: &HttpConfig) -> Result<Vec<Certificate>, BuildError> {
+    let Some(roots) = &config.extra_roots_pem else {
+        return Ok(Vec::new());
+    };
+    let certs =
+        Certificate::from_pem_bundle(&roots.pem).map_err(|source| BuildError::BadBundle {
+            path: roots.path.clone(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(BuildError::NoCertificates {
+            path: roots.path.clone(),
+        });
+    }
+    Ok(certs)
 }
 
 /// Turns a reqwest error into a short reason without the URL's query.

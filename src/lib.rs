@@ -14,6 +14,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authority;
+pub mod budget;
 pub mod cli;
 pub mod cloud;
 pub mod coalesce;

@@ -26,12 +26,20 @@ use crate::render::{self, Fetched, File, ObjectVersion, RenderError};
 pub struct MountOptions {
     /// Objects fetched at the same time within one mount.
     pub max_concurrent_fetches: usize,
+    /// The whole mount's time limit (`--mount-timeout`), shortened to the
+    /// driver's deadline when it sends one (see `budget`).
+    pub mount_timeout: std::time::Duration,
 }
+
+/// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
+/// mount, so our error (naming the endpoint) reaches the pod's events.
+pub const DEFAULT_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
 
 impl Default for MountOptions {
     fn default() -> Self {
         Self {
             max_concurrent_fetches: 8,
+            mount_timeout: DEFAULT_MOUNT_TIMEOUT,
         }
     }
 }
@@ -121,6 +129,11 @@ impl Mounter {
         self
     }
 
+    /// The whole mount's time limit when the driver sends no deadline.
+    pub fn mount_timeout(&self) -> std::time::Duration {
+        self.options.mount_timeout
+    }
+
     /// Fetches and renders every object of a parsed, validated request.
     pub async fn run(&self, params: &MountParams) -> Result<MountOutput, MountError> {
         let _in_flight = self.metrics.mount_started(params.objects.len());
@@ -136,7 +149,7 @@ impl Mounter {
         };
         let token = self
             .auth
-            .token(&params.identity, &params.tenant_id, &cloud)
+            .token(&params.identity, &params.tenant_id, &cloud, &params.pod)
             .await?;
         let limit = self.options.max_concurrent_fetches.max(1);
         // Futures are built first: a closure inside `buffered` trips the
@@ -149,13 +162,26 @@ impl Mounter {
         let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
             .buffered(limit)
             .try_collect()
-            .await?;
+            .await
+            .inspect_err(|e| self.forget_rejected_token(e, &token))?;
         let mut output = MountOutput::default();
         for item in rendered.into_iter().flatten() {
             output.files.push(item.file);
             output.versions.push(item.version);
         }
         Ok(output)
+    }
+
+    /// A token Key Vault rejects (401: expired or revoked early) must not be
+    /// served from the cache to the next mount.
+    fn forget_rejected_token(&self, error: &MountError, token: &AccessToken) {
+        if let MountError::Object {
+            source: ObjectError::KeyVault(KeyVaultError::Service { status: 401, .. }),
+            ..
+        } = error
+        {
+            self.auth.forget(token);
+        }
     }
 
     /// Fetches and renders one object, wrapping errors with its context.

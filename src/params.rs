@@ -18,8 +18,11 @@ use zeroize::Zeroize;
 use crate::cloud::{self, Cloud, CloudError};
 use crate::object::{FileMode, KeyVaultObject, ObjectError, ObjectSpec};
 
+mod hints;
 #[cfg(test)]
 mod tests;
+
+pub use hints::{Hints, KeyHint, Topic};
 
 // Keys of `attributes` (case-sensitive, values whitespace-trimmed).
 const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
@@ -76,6 +79,8 @@ pub struct MountParams {
     pub objects: Vec<KeyVaultObject>,
     /// The request's `permission`, for objects without `filePermission`.
     pub default_mode: FileMode,
+    /// Probably misspelled parameter keys, for errors after parsing.
+    pub hints: Hints,
 }
 
 /// The pod the volume is mounted for.
@@ -198,6 +203,13 @@ pub enum ParamsError {
         context: String,
         source: ObjectError,
     },
+    /// An error a misspelled parameter key may explain: upstream's text,
+    /// then `(did you mean "clientID"? …)`.
+    #[error("{source}{hints}")]
+    Hinted {
+        source: Box<ParamsError>,
+        hints: Hints,
+    },
     #[error("objects at index {} (objectName:{}) and index {} (objectName:{}) write the same file {path:?}", .first.0, .first.1, .second.0, .second.1)]
     DuplicateFileName {
         path: String,
@@ -289,14 +301,26 @@ pub fn parse(
     let attrs = StringMap::from_json(attributes)
         .map_err(ParamsError::Attributes)?
         .unwrap_or_default();
+    let hints = Hints::from_attrs(&attrs);
+    parse_attributes(&attrs, secrets, permission, opts, &hints).map_err(|e| hints.annotate(e))
+}
+
+/// [`parse`] once `attributes` is read.
+fn parse_attributes(
+    attrs: &StringMap,
+    secrets: &str,
+    permission: &str,
+    opts: &ParseOptions,
+    hints: &Hints,
+) -> Result<MountParams, ParamsError> {
     let secrets = match secrets.trim() {
         // Historic drivers sent "" during rotation; treat it as no secret.
         "" => None,
         json => StringMap::from_json(json).map_err(ParamsError::Secrets)?,
     };
     let default_mode = parse_permission(permission)?;
-    let pod = pod_info(&attrs)?;
-    let mode = identity_mode(&attrs)?;
+    let pod = pod_info(attrs)?;
+    let mode = identity_mode(attrs)?;
     let keyvault_name = match attrs.get(KEYVAULT_NAME) {
         "" => return Err(ParamsError::KeyvaultNameMissing),
         name => name.to_owned(),
@@ -306,8 +330,8 @@ pub fn parse(
         ("", legacy) => legacy.to_owned(),
         (tenant, _) => tenant.to_owned(),
     };
-    let cloud = cloud_spec(&attrs, opts)?;
-    let identity = identity(mode, &attrs, secrets.as_ref())
+    let cloud = cloud_spec(attrs, opts)?;
+    let identity = identity(mode, attrs, secrets.as_ref())
         .map_err(|source| ParamsError::AuthConfig { mode, source })?;
     let objects = objects(attrs.get(OBJECTS))?;
     Ok(MountParams {
@@ -319,6 +343,7 @@ pub fn parse(
         identity,
         objects,
         default_mode,
+        hints: hints.clone(),
     })
 }
 

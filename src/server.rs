@@ -5,16 +5,19 @@
 //!
 //! Each mount is logged once here, with pod, SecretProviderClass, object
 //! count, duration and result; a panic inside a mount becomes that mount's
-//! error instead of taking the connection down.
+//! error instead of taking the connection down. Each mount runs within its
+//! time budget (`budget`: `--mount-timeout`, or the driver's `grpc-timeout`
+//! when shorter).
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use tonic::{Request, Response, Status};
 
+use crate::budget::{self, Budget};
 use crate::metrics::ErrorCode;
 use crate::mount::{MountOutput, Mounter};
 use crate::params::{self, MountParams, ParseOptions};
@@ -40,10 +43,12 @@ impl Provider {
         Self { mounter, parse }
     }
 
-    /// Parses and runs one mount; the error is the user-facing cause.
+    /// Parses and runs one mount within its time budget; the error is the
+    /// user-facing cause.
     async fn mount(
         &self,
         request: &proto::MountRequest,
+        deadline: Option<Duration>,
         log: &mut MountLog,
     ) -> Result<MountOutput, Failure> {
         let params: MountParams = params::parse(
@@ -54,10 +59,14 @@ impl Provider {
         )
         .map_err(|e| Failure::new(e.code(), &e))?;
         log.describe(&params);
-        self.mounter
-            .run(&params)
-            .await
-            .map_err(|e| Failure::new(e.code(), &e))
+        let budget = Budget::new(self.mounter.mount_timeout(), deadline);
+        // A misspelled identity or cloud key shows up as a failure here.
+        let hints = params.hints.for_mount_error();
+        match budget.run(self.mounter.run(&params)).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(Failure::new(e.code(), &format_args!("{e}{hints}"))),
+            Err(exceeded) => Err(Failure::new("Timeout", &format_args!("{exceeded}{hints}"))),
+        }
     }
 }
 
@@ -78,9 +87,14 @@ impl CsiDriverProvider for Provider {
         &self,
         request: Request<proto::MountRequest>,
     ) -> Result<Response<proto::MountResponse>, Status> {
+        let deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(budget::parse_grpc_timeout);
         let request = request.into_inner();
         let mut log = MountLog::default();
-        let outcome = AssertUnwindSafe(self.mount(&request, &mut log))
+        let outcome = AssertUnwindSafe(self.mount(&request, deadline, &mut log))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(Failure::new("Internal", &"internal error: the mount panicked; this is a bug in akv-csi-provider, please report it")));

@@ -222,7 +222,7 @@ async fn assert_nothing_secret_leaks(log_args: &[&str]) {
         "{errors:?}"
     );
 
-    let access_tokens = harness.fake.issued_access_tokens();
+    let access_tokens = harness.fake.issued_tokens();
     assert!(access_tokens.len() >= 3, "{access_tokens:?}");
     let mut secrets: Vec<(&str, String)> = vec![
         ("service-account token", good_token.token.clone()),

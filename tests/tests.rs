@@ -24,3 +24,5 @@ mod metrics;
 mod logs;
 // `akv-csi-provider mount`: the SecretProviderClass dry run.
 mod dryrun;
+// Every identity mode, sovereign clouds, the token cache, timeouts, hints.
+mod identity;

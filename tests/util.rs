@@ -1,7 +1,11 @@
 //! Test harness: one Azure fake (in-process) and one provider process per
 //! test, each in its own temporary directory. The provider's environment is
-//! cleared and then given only `HTTPS_PROXY` (the fake) and `SSL_CERT_FILE`
-//! (the fake's CA), so it can reach nothing but the fake.
+//! cleared and then given only `HTTPS_PROXY` (the fake), `SSL_CERT_FILE`
+//! (the fake's CA) and `AZURE_POD_IDENTITY_AUTHORITY_HOST` (the fake's
+//! IMDS); unless a test says otherwise, NMI and the AKS token proxy are the
+//! fake's too, and the service-account CA file does not exist. So it can
+//! reach nothing but the fake: never 169.254.169.254, localhost:2579 or
+//! kubernetes.default.svc.
 
 #![allow(dead_code)]
 
@@ -55,7 +59,7 @@ impl Harness {
         std::fs::write(&ca, fake.ca_pem()).expect("write CA");
         let socket = dir.path().join("azure.sock");
         let log = dir.path().join("provider.log");
-        let child = spawn_provider(&socket, &ca, &fake.proxy_url(), &log, args);
+        let child = spawn_provider(&socket, &ca, &fake, dir.path(), &log, args);
         let harness = Self {
             fake,
             socket,
@@ -116,6 +120,19 @@ impl Harness {
         let attributes = driver::attributes(spc, pod, &tokens);
         self.mount_raw(driver::mount_request(attributes, None, pod))
             .await
+    }
+
+    /// Sends a prepared request with a `grpc-timeout`, as a driver whose
+    /// context has a deadline does.
+    pub async fn mount_with_deadline(
+        &self,
+        request: akv_csi_provider::proto::MountRequest,
+        deadline: Duration,
+    ) -> Result<MountResponse, tonic::Status> {
+        let mut client = driver::connect(&self.socket).await.expect("connect");
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(deadline);
+        client.mount(request).await.map(|r| r.into_inner())
     }
 
     /// Sends a prepared request.
@@ -253,16 +270,37 @@ pub async fn run_binary(args: &[&str], fake: Option<(&FakeAzure, &Path)>) -> std
         .expect("the binary runs")
 }
 
-fn spawn_provider(socket: &Path, ca: &Path, proxy: &str, log: &Path, args: &[&str]) -> Child {
+fn spawn_provider(
+    socket: &Path,
+    ca: &Path,
+    fake: &FakeAzure,
+    dir: &Path,
+    log: &Path,
+    args: &[&str],
+) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
+    let given = |flag: &str| args.iter().any(|a| a.starts_with(flag));
+    let mut defaults = Vec::new();
+    if !given("--nmi-endpoint") {
+        defaults.push(format!("--nmi-endpoint={}", fake.http_url()));
+    }
+    if !given("--token-proxy-url") {
+        defaults.push(format!("--token-proxy-url={}", fake.token_proxy_url()));
+    }
+    if !given("--token-proxy-ca-file") {
+        let absent = dir.join("no-service-account-ca.crt");
+        defaults.push(format!("--token-proxy-ca-file={}", absent.display()));
+    }
     Command::new(env!("CARGO_BIN_EXE_akv-csi-provider"))
         .arg(format!("--endpoint=unix://{}", socket.display()))
         .args(ADMIN_TEST_FLAGS)
+        .args(defaults)
         .args(args)
         .env_clear()
-        .env("HTTPS_PROXY", proxy)
+        .env("HTTPS_PROXY", fake.proxy_url())
         .env("SSL_CERT_FILE", ca)
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.http_url())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))

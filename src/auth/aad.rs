@@ -1,11 +1,13 @@
 //! Entra ID (Azure AD) v2 token endpoint: the client-credentials grant with a
-//! client assertion (workload identity) or a client secret (service
-//! principal), and the decoding of its answers.
+//! client assertion (workload identity, identity binding) or a client secret
+//! (service principal), and the decoding of its answers (IMDS uses the same
+//! error shape).
 //!
 //! Error descriptions are kept (they carry the AADSTS code users search for)
 //! but bounded and flattened to one line; request bodies never appear.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -19,36 +21,41 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_DESCRIPTION: usize = 600;
 
 /// How the client proves itself.
-pub(super) enum Credential<'a> {
+#[derive(Clone)]
+pub(super) enum Credential {
     /// A signed JWT (the pod's projected service-account token).
-    Assertion(&'a SecretString),
+    Assertion(SecretString),
     /// An application client secret.
-    Secret(&'a SecretString),
+    Secret(SecretString),
 }
 
-/// One token request.
-pub(super) struct TokenRequest<'a> {
-    /// e.g. `https://login.microsoftonline.com/` (with or without slash).
-    pub authority_host: &'a str,
-    pub tenant_id: &'a str,
-    pub client_id: &'a str,
-    pub scope: &'a str,
-    pub credential: Credential<'a>,
+/// One token request (owned: it runs as its own task, see `cache`).
+#[derive(Clone)]
+pub(super) struct TokenRequest {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub credential: Credential,
 }
 
-impl TokenRequest<'_> {
-    /// `{authority}/{tenant}/oauth2/v2.0/token`.
-    pub(super) fn endpoint(&self) -> String {
-        format!(
-            "{}/{}/oauth2/v2.0/token",
-            self.authority_host.trim_end_matches('/'),
-            self.tenant_id
-        )
-    }
+/// `{authority}/{tenant}/oauth2/v2.0/token`; the authority is e.g.
+/// `https://login.microsoftonline.com/` (with or without slash).
+pub(super) fn endpoint(authority_host: &str, tenant_id: &str) -> String {
+    format!(
+        "{}/{tenant_id}/oauth2/v2.0/token",
+        authority_host.trim_end_matches('/')
+    )
 }
 
-/// An error answer from Entra ID.
-#[derive(Debug, Error)]
+/// A token and its lifetime (`Debug` redacts the token).
+#[derive(Debug)]
+pub(super) struct Token {
+    pub secret: SecretString,
+    pub expires_in: Option<Duration>,
+}
+
+/// An error answer from Entra ID (or IMDS, which uses the same shape).
+#[derive(Clone, Debug, Error)]
 pub enum AadError {
     #[error("{status} {error}: {description}")]
     Rejected {
@@ -85,6 +92,7 @@ pub(super) enum Failure {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -95,18 +103,20 @@ struct ErrorAnswer {
     error_codes: Option<serde_json::Value>,
 }
 
-/// Posts the form and returns the access token.
+/// Posts the form to `url` and returns the access token. `endpoint` names
+/// the target in errors (the URL, or how the token proxy is reached).
 pub(super) async fn request_token(
     http: &Http,
-    request: &TokenRequest<'_>,
-) -> Result<SecretString, Failure> {
-    let endpoint = request.endpoint();
+    url: &str,
+    endpoint: &str,
+    request: &TokenRequest,
+) -> Result<Token, Failure> {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "client_credentials"),
-        ("client_id", request.client_id),
-        ("scope", request.scope),
+        ("client_id", &request.client_id),
+        ("scope", &request.scope),
     ];
-    match request.credential {
+    match &request.credential {
         Credential::Assertion(jwt) => {
             form.push(("client_assertion_type", ASSERTION_TYPE));
             form.push(("client_assertion", jwt.expose_secret()));
@@ -116,29 +126,48 @@ pub(super) async fn request_token(
         }
     }
     let builder = http
-        .request(reqwest::Method::POST, &endpoint)
+        .request(reqwest::Method::POST, url)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&form);
-    let response = http.send(builder, &endpoint).await.map_err(Failure::Send)?;
+    let response = http.send(builder, endpoint).await.map_err(Failure::Send)?;
     decode(response.status.as_u16(), &response.body).map_err(Failure::Aad)
 }
 
+/// Seconds as a JSON number or a string of digits (IMDS and NMI send
+/// strings, Entra ID's v2 endpoint numbers).
+pub(super) fn seconds(value: Option<&serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// Decodes a token endpoint answer.
-pub(super) fn decode(status: u16, body: &[u8]) -> Result<SecretString, AadError> {
+pub(super) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
     if (200..300).contains(&status) {
         let answer: TokenAnswer =
             serde_json::from_slice(body).map_err(|e| AadError::Malformed {
                 status,
-                reason: format!("invalid token JSON: {e}"),
+                reason: format!("invalid token JSON: {}", json_reason(&e)),
             })?;
+        let expires_in = seconds(answer.expires_in.as_ref()).map(Duration::from_secs);
         return match answer.access_token {
-            Some(token) if !token.is_empty() => Ok(SecretString::from(token)),
+            Some(token) if !token.is_empty() => Ok(Token {
+                secret: SecretString::from(token),
+                expires_in,
+            }),
             _ => Err(AadError::Malformed {
                 status,
                 reason: "no access_token in the answer".into(),
             }),
         };
     }
+    decode_error(status, body)
+}
+
+/// Decodes an OAuth error answer (`error`, `error_description`).
+pub(super) fn decode_error<T>(status: u16, body: &[u8]) -> Result<T, AadError> {
     match serde_json::from_slice::<ErrorAnswer>(body) {
         Ok(answer) => Err(AadError::Rejected {
             status,
@@ -157,8 +186,19 @@ pub(super) fn decode(status: u16, body: &[u8]) -> Result<SecretString, AadError>
     }
 }
 
+/// A JSON error's position and class, never the input text (a token
+/// answer that fails to parse may hold a token).
+pub(super) fn json_reason(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
 /// Flattens whitespace and bounds the length of a description.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_DESCRIPTION));
     for word in text.split_whitespace() {
         if out.len() + word.len() + 1 > MAX_DESCRIPTION {
@@ -185,9 +225,25 @@ mod tests {
         )
         .map_err(|e| e.to_string());
         assert_eq!(
-            token.map(|t| t.expose_secret().to_owned()),
-            Ok("abc".into())
+            token.map(|t| (t.secret.expose_secret().to_owned(), t.expires_in)),
+            Ok(("abc".into(), Some(Duration::from_secs(3599))))
         );
+        let token = decode(200, br#"{"expires_in":"86399","access_token":"x"}"#).unwrap();
+        assert_eq!(token.expires_in, Some(Duration::from_secs(86399)));
+    }
+
+    #[test]
+    fn invalid_json_errors_do_not_quote_the_body() {
+        let err = decode(200, br#"{"access_token": 5, "x": "eyJsecret"}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("eyJsecret"), "{err}");
+        let err = decode(200, br#"{"access_token":"eyJsecret"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("eyJsecret"), "{err}");
     }
 
     #[test]
@@ -238,17 +294,13 @@ mod tests {
 
     #[test]
     fn endpoint_joins_authority_and_tenant() {
-        let secret = SecretString::from("s".to_owned());
-        let request = TokenRequest {
-            authority_host: "https://login.microsoftonline.com/",
-            tenant_id: "t1",
-            client_id: "c",
-            scope: "https://vault.azure.net/.default",
-            credential: Credential::Secret(&secret),
-        };
         assert_eq!(
-            request.endpoint(),
+            endpoint("https://login.microsoftonline.com/", "t1"),
             "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            endpoint("https://login.chinacloudapi.cn", "t1"),
+            "https://login.chinacloudapi.cn/t1/oauth2/v2.0/token"
         );
     }
 }

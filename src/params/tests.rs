@@ -361,10 +361,11 @@ fn tenant_precedence_and_trimming() {
         err(&without(&[TENANT_ID]), &sp_secrets()),
         "tenantId is not provided"
     );
-    // Keys are case-sensitive: `tenantid` is an unknown key.
+    // Keys are case-sensitive: `tenantid` is an unknown key (upstream's
+    // text, then a hint).
     assert_eq!(
         err(&with(&[(TENANT_ID, ""), ("tenantid", "x")]), &sp_secrets()),
-        "tenantId is not provided"
+        "tenantId is not provided (did you mean \"tenantID\"? \"tenantid\" is not a parameter; parameter names are case-sensitive)"
     );
     let params = run(
         &with(&[(KEYVAULT_NAME, "\tkv2\n"), (POD_NAME, " p ")]),
@@ -957,4 +958,97 @@ fn objects_yaml_errors() {
         e.starts_with("unmarshal failed for keyVaultObjects at index 0, error: duplicate field"),
         "{e}"
     );
+}
+
+#[test]
+fn misspelled_keys_add_did_you_mean_after_the_upstream_text() {
+    // clientId: the service-principal path is taken, as upstream.
+    let attrs = with(&[("clientId", "cid"), (SERVICE_ACCOUNT_TOKENS, &tokens())]);
+    assert_eq!(
+        err(&attrs, "null"),
+        "failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set (did you mean \"clientID\"? \"clientId\" is not a parameter; parameter names are case-sensitive)"
+    );
+    let e = run(&attrs, "null").unwrap_err();
+    assert!(matches!(
+        &e,
+        ParamsError::Hinted { source, .. } if matches!(**source, ParamsError::AuthConfig { .. })
+    ));
+
+    let cases: [(Attrs, &str); 4] = [
+        (
+            {
+                let mut a = without(&[KEYVAULT_NAME]);
+                a.insert("keyVaultName", "kv1".into());
+                a
+            },
+            "keyvaultName is not provided (did you mean \"keyvaultName\"? \"keyVaultName\" is not a parameter; parameter names are case-sensitive)",
+        ),
+        (
+            {
+                let mut a = without(&[TENANT_ID]);
+                a.insert("tenantid", "t".into());
+                a
+            },
+            "tenantId is not provided (did you mean \"tenantID\"? \"tenantid\" is not a parameter; parameter names are case-sensitive)",
+        ),
+        (
+            {
+                let mut a = without(&[super::OBJECTS]);
+                a.insert("object", OBJECTS.into());
+                a
+            },
+            "objects is not set (did you mean \"objects\"? \"object\" is not a parameter)",
+        ),
+        (
+            with(&[("cloudname", "AzureChinaCloud"), (CLOUD_NAME, "Mars")]),
+            "cloudName Mars is not valid, error: autorest/azure: There is no cloud environment matching the name \"MARS\"",
+        ),
+    ];
+    for (attrs, expected) in cases {
+        assert_eq!(err(&attrs, &sp_secrets()), expected);
+    }
+}
+
+#[test]
+fn hints_are_kept_for_later_errors_and_skip_known_or_driver_keys() {
+    let attrs = with(&[
+        (USE_VM_MANAGED_IDENTITY, "true"),
+        ("userAssignedIdentityId", "uami"),
+        ("cloudname", "AzureChinaCloud"),
+        ("resourceGroup", "rg"),
+        ("subscriptionId", "sub"),
+        (SECRET_PROVIDER_CLASS, "spc"),
+        ("csi.storage.k8s.io/ephemeral", "true"),
+    ]);
+    let params = run(&attrs, "null").unwrap();
+    let found: Vec<_> = params
+        .hints
+        .iter()
+        .map(|h| (h.found.as_str(), h.suggestion))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("cloudname", CLOUD_NAME),
+            ("userAssignedIdentityId", USER_ASSIGNED_IDENTITY_ID)
+        ]
+    );
+    assert_eq!(
+        params.hints.for_mount_error().to_string(),
+        " (did you mean \"cloudName\"? \"cloudname\" is not a parameter; parameter names are case-sensitive) (did you mean \"userAssignedIdentityID\"? \"userAssignedIdentityId\" is not a parameter; parameter names are case-sensitive)"
+    );
+    // The identity still falls back exactly as upstream: system-assigned.
+    assert!(matches!(
+        &params.identity,
+        Identity::VmManagedIdentity { user_assigned_identity_id } if user_assigned_identity_id.is_empty()
+    ));
+    // When the intended key is set as well, nothing is missing.
+    let attrs = with(&[("tenantid", "x")]);
+    assert!(run(&attrs, &sp_secrets()).unwrap().hints.is_empty());
+    let attrs = with(&[
+        (CLIENT_ID, "c"),
+        ("clientid", "c"),
+        (SERVICE_ACCOUNT_TOKENS, &tokens()),
+    ]);
+    assert!(run(&attrs, "null").unwrap().hints.is_empty());
 }

@@ -41,7 +41,12 @@ pub(crate) fn handle(
     let (segs, _) = req.segments();
     match segs.as_slice() {
         [tenant, "oauth2", "v2.0", "token"] => {
-            token(shared, &tenant.to_ascii_lowercase(), req, fault)
+            let via = Via {
+                host: cloud.login_host,
+                login: Some(cloud),
+                grant: None,
+            };
+            token(shared, &via, &tenant.to_ascii_lowercase(), req, fault)
         }
         [tenant, "v2.0", ".well-known", "openid-configuration"] => {
             shared.counters().metadata_requests += 1;
@@ -68,19 +73,43 @@ pub(crate) fn handle(
     }
 }
 
+/// How a token request reached the fake.
+pub(crate) struct Via {
+    /// Counted in [`Counters::token_hosts`](crate::Counters).
+    pub host: &'static str,
+    /// The cloud of the login host; its vaults are the only resources it
+    /// issues tokens for. `None` accepts any cloud's vault resource.
+    pub login: Option<&'static Cloud>,
+    /// Grant kind counted instead of the one read from the form.
+    pub grant: Option<&'static str>,
+}
+
 /// `POST /{tenant}/oauth2/v2.0/token`.
-fn token(shared: &Shared, tenant: &str, req: &Req, fault: Option<Injected>) -> Resp {
+pub(crate) fn token(
+    shared: &Shared,
+    via: &Via,
+    tenant: &str,
+    req: &Req,
+    fault: Option<Injected>,
+) -> Resp {
     let form = req.form();
-    let kind = grant_kind(&form);
+    let kind = via.grant.unwrap_or_else(|| grant_kind(&form));
     let result = match fault {
         Some(f) => Err(fault_error(f)),
-        None => issue(shared, tenant, req, &form),
+        None => issue(shared, via.login, tenant, req, &form),
     };
     let outcome = match &result {
         Ok(_) => OUTCOME_OK.to_string(),
         Err(e) => format!("AADSTS{}", e.code),
     };
-    shared.counters().token_request(kind, &outcome);
+    {
+        let mut counters = shared.counters();
+        counters.token_request(kind, &outcome);
+        *counters
+            .token_hosts
+            .entry(via.host.to_string())
+            .or_default() += 1;
+    }
     finish(shared, req, result)
 }
 
@@ -96,6 +125,7 @@ fn grant_kind(form: &[(String, String)]) -> &'static str {
 
 fn issue(
     shared: &Shared,
+    login: Option<&Cloud>,
     tenant: &str,
     req: &Req,
     form: &[(String, String)],
@@ -127,6 +157,12 @@ fn issue(
     }
     let client_id = required(form, "client_id")?;
     let resource = resource_of(required(form, "scope")?, tenant)?;
+    if let Some(cloud) = login
+        && !cloud::login_issues_for(cloud.login_host, &resource)
+    {
+        // A sovereign cloud's vault is unknown to another cloud's Entra ID.
+        return Err(resource_not_found(&resource, tenant));
+    }
     let app = state
         .app(client_id)
         .filter(|a| a.tenant_id == tenant)
@@ -183,19 +219,24 @@ pub(crate) fn resource_of(scope: &str, tenant: &str) -> Result<String, AadError>
         return Err(invalid_scope(scope));
     }
     if !cloud::is_vault_resource(resource) {
-        return Err(AadError::new(
-            400,
-            "invalid_resource",
-            500_011,
-            format!(
-                "The resource principal named {resource} was not found in the tenant named {tenant}. \
+        return Err(resource_not_found(resource, tenant));
+    }
+    Ok(resource.to_string())
+}
+
+/// AADSTS500011: the resource is not known where the token was asked for.
+pub(crate) fn resource_not_found(resource: &str, tenant: &str) -> AadError {
+    AadError::new(
+        400,
+        "invalid_resource",
+        500_011,
+        format!(
+            "The resource principal named {resource} was not found in the tenant named {tenant}. \
              This can happen if the application has not been installed by the administrator of the \
              tenant or consented to by any user in the tenant. You might have sent your \
              authentication request to the wrong tenant."
-            ),
-        ));
-    }
-    Ok(resource.to_string())
+        ),
+    )
 }
 
 fn invalid_scope(scope: &str) -> AadError {

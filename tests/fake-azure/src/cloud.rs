@@ -115,6 +115,15 @@ pub(crate) fn is_vault_resource(resource: &str) -> bool {
     CLOUDS.iter().any(|c| c.vault_resource == resource)
 }
 
+/// True when the Entra ID at `login_host` issues tokens for `resource` (a
+/// vault resource without `/.default`): only its own cloud's vaults.
+pub(crate) fn login_issues_for(login_host: &str, resource: &str) -> bool {
+    let resource = resource.trim_end_matches('/');
+    CLOUDS
+        .iter()
+        .any(|c| c.login_host == login_host && c.vault_resource == resource)
+}
+
 /// Subject alternative names for the fake's TLS leaf certificate.
 pub(crate) fn san_names() -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
@@ -188,6 +197,30 @@ mod tests {
         assert!(is_vault_resource("https://vault.azure.net/"));
         assert!(is_vault_resource("https://vault.azure.cn"));
         assert!(!is_vault_resource("https://management.azure.com"));
+    }
+
+    #[test]
+    fn logins_issue_only_for_their_clouds_vaults() {
+        assert!(login_issues_for(
+            "login.microsoftonline.com",
+            "https://vault.azure.net/"
+        ));
+        assert!(login_issues_for(
+            "login.microsoftonline.com",
+            "https://vault.local.azurestack.external"
+        ));
+        assert!(login_issues_for(
+            "login.chinacloudapi.cn",
+            "https://vault.azure.cn"
+        ));
+        assert!(!login_issues_for(
+            "login.microsoftonline.com",
+            "https://vault.azure.cn"
+        ));
+        assert!(!login_issues_for(
+            "login.microsoftonline.us",
+            "https://vault.azure.net"
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Plain-HTTP routes on the listener: the `/_fake/...` control API for
-//! out-of-process users (demo, e2e, benchmarks), and the place where the
-//! IMDS and NMI token endpoints will go.
+//! out-of-process users (demo, e2e, benchmarks). The IMDS and NMI token
+//! endpoints share the listener but live in `node.rs`.
 //!
 //! | Method | Path | Body → answer |
 //! |---|---|---|
@@ -14,6 +14,9 @@
 //! | DELETE | `/_fake/faults` | → `{}` (clears every fault) |
 //! | POST | `/_fake/expire-tokens` | → `{}` |
 //! | POST | `/_fake/service-account-token` | `{"issuer","namespace","service_account","audience","ttl_secs"?}` → `{"token"}` |
+//! | PUT | `/_fake/vm-identities` | `{"system_assigned"?, "user_assigned"?: [..]}` (client ids of registered apps) → `{}` |
+//! | PUT | `/_fake/pod-identities/{namespace}/{pod}` | `{"client_id"}` → `{}` |
+//! | GET | `/_fake/token-proxy` | → `{"url", "server_name"}` of the AKS token proxy |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad request) or 404 (unknown
 //! vault, secret, version or route).
@@ -115,13 +118,14 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
             Ok(json!({}))
         }
         (&Method::POST, ["_fake", "service-account-token"]) => mint(req),
-        // Later: IMDS (`GET /metadata/identity/oauth2/token`, header
-        // `Metadata: true`) and NMI (`GET /host/token/`, headers `podname`,
-        // `podns`) are served here, both plain HTTP like the real endpoints.
-        (_, ["metadata", "identity", "oauth2", "token"]) | (_, ["host", "token"]) => Err((
-            404,
-            "fake-azure does not implement IMDS or NMI yet".to_string(),
-        )),
+        (&Method::PUT, ["_fake", "vm-identities"]) => put_vm_identities(shared, req),
+        (&Method::PUT, ["_fake", "pod-identities", namespace, pod]) => {
+            put_pod_identity(shared, namespace, pod, req)
+        }
+        (&Method::GET, ["_fake", "token-proxy"]) => Ok(json!({
+            "url": shared.token_proxy_url.clone(),
+            "server_name": crate::token_proxy::server_name(),
+        })),
         _ => Err((
             404,
             format!("fake-azure: no route {} {}", req.method, req.path),
@@ -140,6 +144,7 @@ fn parse<T: for<'de> Deserialize<'de>>(req: &Req) -> Result<T, (u16, String)> {
 fn state_error(e: StateError) -> (u16, String) {
     let status = match e {
         StateError::UnknownVault(_)
+        | StateError::UnknownApp(_)
         | StateError::UnknownSecret { .. }
         | StateError::UnknownVersion { .. } => 404,
         _ => 400,
@@ -173,6 +178,45 @@ fn post_faults(shared: &Shared, req: &Req) -> Result<Value, (u16, String)> {
         .apply(&spec, Instant::now())
         .map(|()| json!({}))
         .map_err(|e| (400, e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmIdentities {
+    #[serde(default)]
+    system_assigned: Option<String>,
+    #[serde(default)]
+    user_assigned: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PodIdentity {
+    client_id: String,
+}
+
+fn put_vm_identities(shared: &Shared, req: &Req) -> Result<Value, (u16, String)> {
+    let body: VmIdentities = parse(req)?;
+    let users: Vec<&str> = body.user_assigned.iter().map(String::as_str).collect();
+    shared
+        .state()
+        .set_node_identities(body.system_assigned.as_deref(), &users)
+        .map(|()| json!({}))
+        .map_err(state_error)
+}
+
+fn put_pod_identity(
+    shared: &Shared,
+    namespace: &str,
+    pod: &str,
+    req: &Req,
+) -> Result<Value, (u16, String)> {
+    let body: PodIdentity = parse(req)?;
+    shared
+        .state()
+        .bind_pod_identity(namespace, pod, &body.client_id)
+        .map(|()| json!({}))
+        .map_err(state_error)
 }
 
 fn mint(req: &Req) -> Result<Value, (u16, String)> {

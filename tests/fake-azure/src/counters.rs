@@ -17,6 +17,12 @@ pub mod grant {
     pub const CLIENT_SECRET: &str = "client_secret";
     /// Neither, or the form could not be read.
     pub const OTHER: &str = "other";
+    /// IMDS `GET /metadata/identity/oauth2/token` (VM managed identity).
+    pub const MANAGED_IDENTITY: &str = "managed_identity";
+    /// NMI `GET /host/token/` (aad-pod-identity).
+    pub const POD_IDENTITY: &str = "pod_identity";
+    /// A client assertion through the AKS token proxy (identity binding).
+    pub const IDENTITY_BINDING: &str = "identity_binding";
 }
 
 /// Outcome key for a token request that got a token.
@@ -36,8 +42,17 @@ pub mod op {
 /// reset.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Token requests: grant kind → outcome (`ok` or `AADSTSnnnnn`) → count.
+    /// Token requests: grant kind → outcome (`ok`, `AADSTSnnnnn`, or for
+    /// IMDS and NMI the HTTP status) → count.
     pub token_requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Entra ID token requests by the login host they were sent to
+    /// (`login.microsoftonline.us`, …; `token-proxy` for the AKS proxy).
+    #[serde(default)]
+    pub token_hosts: BTreeMap<String, u64>,
+    /// TLS handshakes on the token-proxy listener by the server name (SNI)
+    /// the client sent (`""` when it sent none).
+    #[serde(default)]
+    pub token_proxy_server_names: BTreeMap<String, u64>,
     /// OpenID configuration and instance-discovery requests.
     pub metadata_requests: u64,
     /// Key Vault requests: vault → operation → HTTP status → count.

@@ -22,6 +22,7 @@ use crate::seed::{AppSeed, SecretSeed, Seed, VaultSeed};
 use crate::server;
 use crate::state::State;
 use crate::tls;
+use crate::token_proxy;
 
 /// State shared by the handle and every connection.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
     pub(crate) ca_pem: String,
+    /// `https://localhost:PORT` of the token proxy (empty in unit tests).
+    pub(crate) token_proxy_url: String,
 }
 
 // === impl Shared ===
@@ -41,6 +44,7 @@ impl Shared {
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
             ca_pem,
+            token_proxy_url: String::new(),
         }
     }
 
@@ -70,6 +74,7 @@ pub struct FakeAzure {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    token_proxy_task: Option<JoinHandle<()>>,
 }
 
 // === impl FakeAzure ===
@@ -107,15 +112,33 @@ impl FakeAzure {
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(state, pki.ca_pem));
+        let proxy_listener = TcpListener::bind(SocketAddr::new(listen.ip(), 0))
+            .await
+            .with_context(|| format!("binding the token proxy on {}", listen.ip()))?;
+        let token_proxy_addr = proxy_listener.local_addr()?;
+        let mut shared = Shared::new(state, pki.ca_pem);
+        shared.token_proxy_url = format!("https://localhost:{}", token_proxy_addr.port());
+        let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(server::run(listener, shared.clone(), pki.server_config, rx));
-        tracing::info!(%addr, "fake-azure listening");
+        let task = tokio::spawn(server::run(
+            listener,
+            shared.clone(),
+            pki.server_config,
+            rx.clone(),
+        ));
+        let token_proxy_task = tokio::spawn(token_proxy::run(
+            proxy_listener,
+            shared.clone(),
+            pki.token_proxy_config,
+            rx,
+        ));
+        tracing::info!(%addr, %token_proxy_addr, "fake-azure listening");
         Ok(Self {
             shared,
             addr,
             shutdown,
             task: Some(task),
+            token_proxy_task: Some(token_proxy_task),
         })
     }
 
@@ -127,6 +150,55 @@ impl FakeAzure {
     /// `http://127.0.0.1:PORT`, for `HTTPS_PROXY` or `reqwest::Proxy::all`.
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of the plain-HTTP endpoints on the same port: IMDS
+    /// (for `AZURE_POD_IDENTITY_AUTHORITY_HOST`) and NMI.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:PORT`: the fake AKS API server / token proxy.
+    pub fn token_proxy_url(&self) -> String {
+        self.shared.token_proxy_url.clone()
+    }
+
+    /// The server name (SNI) the token proxy answers to.
+    pub fn token_proxy_server_name(&self) -> String {
+        token_proxy::server_name()
+    }
+
+    /// Sets the managed identities IMDS answers for (client ids of
+    /// registered apps); replaces earlier ones.
+    pub fn set_vm_identities(
+        &self,
+        system_assigned: Option<&str>,
+        user_assigned: &[&str],
+    ) -> anyhow::Result<()> {
+        Ok(self
+            .shared
+            .state()
+            .set_node_identities(system_assigned, user_assigned)?)
+    }
+
+    /// Assigns a registered app to a pod, as an AzureIdentityBinding would;
+    /// NMI then answers for `namespace/pod`.
+    pub fn bind_pod_identity(
+        &self,
+        namespace: &str,
+        pod: &str,
+        client_id: &str,
+    ) -> anyhow::Result<()> {
+        Ok(self
+            .shared
+            .state()
+            .bind_pod_identity(namespace, pod, client_id)?)
+    }
+
+    /// Every access token issued so far (Entra ID, IMDS, NMI, token proxy),
+    /// so tests can check none of them leaks into logs.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.state().issued_tokens()
     }
 
     /// The CA certificate (PEM) clients must trust.
@@ -221,11 +293,6 @@ impl FakeAzure {
         self.shared.state().set_token_lifetime_secs(secs);
     }
 
-    /// Every access token issued and not yet pruned, so redaction tests can
-    /// look for them in a client's output.
-    pub fn issued_access_tokens(&self) -> Vec<String> {
-        self.shared.state().issued_tokens()
-    }
 
     /// Makes every token issued so far expired; Key Vault then answers 401.
     pub fn expire_tokens(&self) {
@@ -271,7 +338,10 @@ impl FakeAzure {
     /// Stops accepting, closes every connection and waits for the listener.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        if let Some(task) = self.task.take() {
+        for task in [self.task.take(), self.token_proxy_task.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
     }

@@ -19,6 +19,12 @@ pub enum Target {
     /// Key Vault (every vault).
     #[serde(alias = "keyvault")]
     KeyVault,
+    /// The instance metadata service's token endpoint (VM managed identity).
+    Imds,
+    /// aad-pod-identity's NMI token endpoint.
+    Nmi,
+    /// The AKS token proxy (identity binding).
+    TokenProxy,
 }
 
 /// How long a fault lasts.
@@ -51,7 +57,8 @@ pub(crate) enum Injected {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    /// `aad` or `key_vault` (`keyvault` also accepted).
+    /// `aad`, `key_vault` (`keyvault` also accepted), `imds`, `nmi` or
+    /// `token_proxy`.
     pub target: Target,
     /// Delay before each response, in milliseconds (0 clears it).
     #[serde(default)]
@@ -102,6 +109,9 @@ struct TargetFaults {
 pub(crate) struct Faults {
     aad: TargetFaults,
     key_vault: TargetFaults,
+    imds: TargetFaults,
+    nmi: TargetFaults,
+    token_proxy: TargetFaults,
 }
 
 // === impl Faults ===
@@ -111,6 +121,9 @@ impl Faults {
         match target {
             Target::Aad => &mut self.aad,
             Target::KeyVault => &mut self.key_vault,
+            Target::Imds => &mut self.imds,
+            Target::Nmi => &mut self.nmi,
+            Target::TokenProxy => &mut self.token_proxy,
         }
     }
 

@@ -42,10 +42,12 @@ mod faults;
 mod ids;
 mod jwt;
 mod keyvault;
+mod node;
 mod seed;
 mod server;
 mod state;
 mod tls;
+mod token_proxy;
 mod wire;
 
 pub use counters::{Counters, OUTCOME_OK, grant, op};
@@ -57,6 +59,7 @@ pub use seed::{
     BLOG_SECRET_VALUE, BLOG_SERVICE_ACCOUNT, BLOG_SUBJECT, BLOG_TENANT_ID, BLOG_VAULT,
     FederatedCredential, SecretSeed, Seed, VaultSeed,
 };
+pub use token_proxy::{CLUSTER_ID, server_name_for as identity_binding_server_name};
 
 #[cfg(test)]
 mod tests;

@@ -135,7 +135,13 @@ async fn run(args: Args, seed: Seed) -> anyhow::Result<()> {
     if let Some(path) = &args.ready_file {
         write_atomically(path, &fake.proxy_url())?;
     }
-    tracing::info!(proxy_url = %fake.proxy_url(), "ready");
+    tracing::info!(
+        proxy_url = %fake.proxy_url(),
+        imds_and_nmi_url = %fake.http_url(),
+        token_proxy_url = %fake.token_proxy_url(),
+        token_proxy_server_name = %fake.token_proxy_server_name(),
+        "ready"
+    );
     wait_for_signal().await?;
     tracing::info!("shutting down");
     fake.shutdown().await;

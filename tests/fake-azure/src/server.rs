@@ -4,7 +4,8 @@
 //! * `CONNECT host:port` → `200`, then TLS with the fake's leaf certificate
 //!   on the tunnel, then HTTP/1.1 or HTTP/2 (by ALPN) routed by the
 //!   request's `Host` / `:authority` — not by the CONNECT target.
-//! * Any other request → the plain-HTTP routes in `control.rs`.
+//! * Any other request → the node-local token endpoints (IMDS, NMI) in
+//!   `node.rs`, else the plain-HTTP control routes in `control.rs`.
 //!
 //! A CONNECT to the host of a vault that does not exist is refused with
 //! `502`, as a real proxy does when DNS fails. Every request is logged once
@@ -27,9 +28,9 @@ use tracing::{debug, info, warn};
 
 use crate::cloud::{self, Route};
 use crate::fake::Shared;
-use crate::faults::Target;
+use crate::faults::{Injected, Target};
 use crate::wire::{self, Req, Resp};
-use crate::{aad, control, keyvault};
+use crate::{aad, control, keyvault, node};
 
 /// What every connection task needs.
 struct Ctx {
@@ -69,7 +70,7 @@ pub(crate) async fn run(
 }
 
 /// Resolves once shutdown is signalled (or the handle is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
@@ -98,12 +99,37 @@ async fn plain_request(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Resp, In
     let (host, resp) = match wire::read_body(body).await {
         Ok(body) => {
             let req = Req::from_parts(&parts, body);
-            (req.host.clone(), control::handle(&ctx.shared, &req))
+            (req.host.clone(), route_plain(&ctx.shared, &req).await)
         }
         Err(_) => (String::new(), too_large()),
     };
     log(&parts.method, &host, parts.uri.path(), &resp, started);
     Ok(resp)
+}
+
+/// Plain HTTP: the node-local token endpoints (IMDS, NMI) with their
+/// latency and faults, else the control API.
+pub(crate) async fn route_plain(shared: &Shared, req: &Req) -> Resp {
+    let (segs, _) = req.segments();
+    let target = match segs.as_slice() {
+        ["metadata", "identity", "oauth2", "token"] => Target::Imds,
+        ["host", "token"] => Target::Nmi,
+        _ => return control::handle(shared, req),
+    };
+    let fault = delay_and_fault(shared, target).await;
+    match target {
+        Target::Imds => node::imds(shared, req, fault),
+        _ => node::nmi(shared, req, fault),
+    }
+}
+
+/// Sleeps for the target's latency, then consumes one of its faults.
+pub(crate) async fn delay_and_fault(shared: &Shared, target: Target) -> Option<Injected> {
+    let latency = shared.faults().latency(target);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    shared.faults().take(target, Instant::now())
 }
 
 /// Answers a CONNECT and serves TLS on the tunnel once hyper hands it over.

@@ -85,10 +85,19 @@ pub(crate) enum StateError {
     },
     DuplicateApp(String),
     DuplicateVault(String),
+    UnknownApp(String),
     InvalidName {
         kind: &'static str,
         name: String,
     },
+}
+
+/// The managed identities of the node the fake's IMDS answers for (client
+/// ids of registered apps, lowercased).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct NodeIdentities {
+    pub system_assigned: Option<String>,
+    pub user_assigned: Vec<String>,
 }
 
 /// The registry.
@@ -99,6 +108,9 @@ pub(crate) struct State {
     tokens: HashMap<String, TokenGrant>,
     ids: IdGen,
     token_lifetime_secs: i64,
+    node: NodeIdentities,
+    /// (namespace, pod name) → client id, as aad-pod-identity's NMI sees it.
+    pod_identities: BTreeMap<(String, String), String>,
 }
 
 // === impl State ===
@@ -112,6 +124,8 @@ impl State {
             tokens: HashMap::new(),
             ids,
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            node: NodeIdentities::default(),
+            pod_identities: BTreeMap::new(),
         };
         for app in &seed.apps {
             state.add_app(app)?;
@@ -309,6 +323,57 @@ impl State {
     pub(crate) fn new_uuid(&mut self) -> String {
         self.ids.uuid()
     }
+
+    /// Sets the node's managed identities; each must be a registered app.
+    pub(crate) fn set_node_identities(
+        &mut self,
+        system_assigned: Option<&str>,
+        user_assigned: &[&str],
+    ) -> Result<(), StateError> {
+        let known = |id: &str| {
+            self.app(id)
+                .map(|_| id.to_ascii_lowercase())
+                .ok_or_else(|| StateError::UnknownApp(id.to_string()))
+        };
+        let system_assigned = system_assigned.map(known).transpose()?;
+        let user_assigned = user_assigned
+            .iter()
+            .map(|id| known(id))
+            .collect::<Result<_, _>>()?;
+        self.node = NodeIdentities {
+            system_assigned,
+            user_assigned,
+        };
+        Ok(())
+    }
+
+    pub(crate) fn node(&self) -> &NodeIdentities {
+        &self.node
+    }
+
+    /// Assigns a registered app to a pod (aad-pod-identity's binding).
+    pub(crate) fn bind_pod_identity(
+        &mut self,
+        namespace: &str,
+        pod: &str,
+        client_id: &str,
+    ) -> Result<(), StateError> {
+        if self.app(client_id).is_none() {
+            return Err(StateError::UnknownApp(client_id.to_string()));
+        }
+        self.pod_identities.insert(
+            (namespace.to_string(), pod.to_string()),
+            client_id.to_ascii_lowercase(),
+        );
+        Ok(())
+    }
+
+    /// The client id assigned to a pod, if any.
+    pub(crate) fn pod_identity(&self, namespace: &str, pod: &str) -> Option<&str> {
+        self.pod_identities
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(String::as_str)
+    }
 }
 
 // === impl Vault ===
@@ -412,6 +477,7 @@ impl fmt::Display for StateError {
             }
             Self::DuplicateApp(c) => write!(f, "an app with client id '{c}' already exists"),
             Self::DuplicateVault(v) => write!(f, "a vault named '{v}' already exists"),
+            Self::UnknownApp(c) => write!(f, "no app with client id '{c}'"),
             Self::InvalidName { kind, name } => write!(f, "invalid {kind} name '{name}'"),
         }
     }

@@ -297,3 +297,153 @@ async fn write_ca_pem_writes_the_ca() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn token_proxy_routes_by_server_name() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    fake.add_app(crate::AppSeed {
+        client_id: IB_CLIENT.into(),
+        tenant_id: BLOG_TENANT_ID.into(),
+        federated_credentials: vec![crate::FederatedCredential {
+            issuer: ISSUER.into(),
+            subject: crate::BLOG_SUBJECT.into(),
+            audience: "api://AKSIdentityBinding".into(),
+        }],
+        ..Default::default()
+    })
+    .expect("app");
+    let ca = reqwest::Certificate::from_pem(fake.ca_pem().as_bytes()).expect("CA PEM");
+    let port = fake
+        .token_proxy_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("port");
+    let sni = fake.token_proxy_server_name();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([ca])
+        .resolve(&sni, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .expect("client");
+
+    // Without the server name: the API server, which wants credentials.
+    let resp = client
+        .get(format!("{}/version", fake.token_proxy_url()))
+        .send()
+        .await
+        .expect("api server");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // With it: the token proxy, which exchanges an AKSIdentityBinding token.
+    let assertion = crate::mint_service_account_token(
+        ISSUER,
+        crate::BLOG_NAMESPACE,
+        crate::BLOG_SERVICE_ACCOUNT,
+        "api://AKSIdentityBinding",
+        Duration::from_secs(600),
+    );
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_assertion", &assertion)
+        .append_pair("client_assertion_type", crate::aad::JWT_BEARER)
+        .append_pair("client_id", IB_CLIENT)
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", "https://vault.azure.net/.default")
+        .finish();
+    let resp = client
+        .post(format!(
+            "https://{sni}:{port}/{BLOG_TENANT_ID}/oauth2/v2.0/token"
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("token proxy");
+    let (status, body) = json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let counters = fake.counters();
+    assert_eq!(
+        counters.token_requests_with(grant::IDENTITY_BINDING, crate::OUTCOME_OK),
+        1
+    );
+    assert_eq!(counters.token_hosts.get("token-proxy"), Some(&1));
+    assert_eq!(counters.token_proxy_server_names.get(&sni), Some(&1));
+    assert_eq!(counters.token_proxy_server_names.get("localhost"), Some(&1));
+    fake.shutdown().await;
+}
+
+const IB_CLIENT: &str = "0b1d1e55-0000-4000-8000-000000000001";
+
+#[tokio::test]
+async fn control_api_sets_node_and_pod_identities_for_imds_and_nmi() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    let base = format!("http://{}", fake.addr());
+    let http = plain_client();
+    let put = |path: &str, body: &'static str| http.put(format!("{base}{path}")).body(body).send();
+
+    let (status, _) = json(
+        put("/_fake/vm-identities", r#"{"user_assigned":["nobody"]}"#)
+            .await
+            .expect("put"),
+    )
+    .await;
+    assert_eq!(status, 404, "unknown apps are refused");
+    let body = format!(r#"{{"system_assigned":"{BLOG_CLIENT_ID}"}}"#);
+    let resp = http
+        .put(format!("{base}/_fake/vm-identities"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = http
+        .put(format!("{base}/_fake/pod-identities/ns/pod-a"))
+        .body(format!(r#"{{"client_id":"{BLOG_CLIENT_ID}"}}"#))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let (status, body) = json(
+        http.get(format!(
+            "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .expect("imds"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["client_id"], BLOG_CLIENT_ID);
+    let (status, body) = json(
+        http.get(format!(
+            "{base}/host/token/?resource=https://vault.azure.net"
+        ))
+        .header("podns", "ns")
+        .header("podname", "pod-a")
+        .send()
+        .await
+        .expect("nmi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clientid"], BLOG_CLIENT_ID);
+
+    let (status, body) = json(
+        http.get(format!("{base}/_fake/token-proxy"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["url"], fake.token_proxy_url());
+    assert_eq!(body["server_name"], fake.token_proxy_server_name());
+    fake.shutdown().await;
+}

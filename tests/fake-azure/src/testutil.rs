@@ -82,7 +82,8 @@ pub(crate) async fn send(shared: &Shared, req: &Req) -> (u16, Value, Resp) {
     )
 }
 
-/// Gets a token for the blog app with its client secret.
+/// Gets a token for the blog app with its client secret, from the login
+/// host of the scope's cloud.
 pub(crate) async fn token(shared: &Shared, tenant: &str, scope: &str) -> String {
     let body = form(&[
         ("grant_type", "client_credentials"),
@@ -90,9 +91,14 @@ pub(crate) async fn token(shared: &Shared, tenant: &str, scope: &str) -> String 
         ("client_secret", crate::BLOG_CLIENT_SECRET),
         ("scope", scope),
     ]);
+    // Each cloud's Entra ID issues tokens for its own vaults only.
+    let login = crate::cloud::CLOUDS
+        .iter()
+        .find(|c| scope.starts_with(c.vault_resource))
+        .map_or(LOGIN, |c| c.login_host);
     let (status, json, _) = send(
         shared,
-        &post(LOGIN, &format!("/{tenant}/oauth2/v2.0/token"), body),
+        &post(login, &format!("/{tenant}/oauth2/v2.0/token"), body),
     )
     .await;
     assert_eq!(status, 200, "token request failed: {json}");
