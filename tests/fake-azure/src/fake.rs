@@ -293,7 +293,6 @@ impl FakeAzure {
         self.shared.state().set_token_lifetime_secs(secs);
     }
 
-
     /// Makes every token issued so far expired; Key Vault then answers 401.
     pub fn expire_tokens(&self) {
         self.shared.state().expire_tokens(ids::now_unix());
