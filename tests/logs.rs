@@ -223,7 +223,9 @@ async fn assert_nothing_secret_leaks(log_args: &[&str]) {
     );
 
     let access_tokens = harness.fake.issued_tokens();
-    assert!(access_tokens.len() >= 3, "{access_tokens:?}");
+    // One per identity (the cache serves repeats): workload identity and
+    // service principal.
+    assert!(access_tokens.len() >= 2, "{access_tokens:?}");
     let mut secrets: Vec<(&str, String)> = vec![
         ("service-account token", good_token.token.clone()),
         ("other service-account token", wrong_token.token.clone()),

@@ -229,9 +229,20 @@ async fn our_counters_and_gauges_count_what_happened() {
     let samples = parse_exposition(&text);
     let wi = ("mode", "workload_identity");
     let expected: &[Expected<'_>] = &[
+        // The second good mount presents the same token: a cache hit.
         (
             "akv_token_requests_total",
             &[wi, ("result", "success")],
+            1.0,
+        ),
+        (
+            "akv_token_cache_lookups_total",
+            &[wi, ("result", "hit")],
+            1.0,
+        ),
+        (
+            "akv_token_cache_lookups_total",
+            &[wi, ("result", "miss")],
             2.0,
         ),
         (
@@ -252,7 +263,7 @@ async fn our_counters_and_gauges_count_what_happened() {
         (
             "akv_http_requests_total",
             &[("service", "aad"), ("status_class", "2xx")],
-            2.0,
+            1.0,
         ),
         (
             "akv_http_requests_total",
