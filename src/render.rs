@@ -12,6 +12,8 @@
 
 mod chain;
 mod der;
+#[cfg(test)]
+mod fixtures;
 mod jwk;
 mod pem;
 mod pkcs12;

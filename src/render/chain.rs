@@ -154,15 +154,9 @@ fn follow(parents: &[Option<usize>]) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::pem;
 
     fn cert(path: &str) -> Vec<u8> {
-        let text = std::fs::read(format!(
-            "{}/tests/data/pki/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        pem::decode_all(&text)[0].bytes.to_vec()
+        crate::render::fixtures::pem_der(path)
     }
 
     fn chain(dir: &str, names: &[&str]) -> Vec<Vec<u8>> {

@@ -9,15 +9,11 @@ use super::*;
 use crate::object::{FileMode, KeyVaultObject, ObjectEncoding, ObjectFormat, ObjectType};
 
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/data/pki/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    crate::render::fixtures::bytes(path).to_vec()
 }
 
 fn text(path: &str) -> String {
-    String::from_utf8(fixture(path)).unwrap()
+    crate::render::fixtures::text(path).to_owned()
 }
 
 /// What upstream writes for a chain directory: the key, then leaf,

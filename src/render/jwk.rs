@@ -124,9 +124,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> (Jwk, String) {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pki/jwk/");
-        let json = std::fs::read_to_string(format!("{dir}{name}.json")).unwrap();
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let json = crate::render::fixtures::bytes(&format!("jwk/{name}.json"));
+        let value: serde_json::Value = serde_json::from_slice(json).unwrap();
         let get = |k: &str| value[k].as_str().map(str::to_owned);
         let jwk = Jwk {
             kty: get("kty"),
@@ -136,7 +135,7 @@ mod tests {
             x: get("x"),
             y: get("y"),
         };
-        let pem = std::fs::read_to_string(format!("{dir}{name}.pub.pem")).unwrap();
+        let pem = crate::render::fixtures::text(&format!("jwk/{name}.pub.pem")).to_owned();
         (jwk, pem)
     }
 

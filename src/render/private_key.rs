@@ -93,15 +93,7 @@ fn pkcs8_v0(algorithm: &[u8], body: &[u8]) -> Zeroizing<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn pem_der(path: &str) -> Vec<u8> {
-        let text = std::fs::read(format!(
-            "{}/tests/data/pki/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let blocks = super::super::pem::decode_all(&text);
-        blocks[0].bytes.to_vec()
-    }
+    use crate::render::fixtures::pem_der;
 
     #[test]
     fn canonical_keys_are_unchanged() {

@@ -1,17 +1,10 @@
 use super::*;
-use crate::render::pem;
 
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/data/pki/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    crate::render::fixtures::bytes(path).to_vec()
 }
 
-fn pem_der(path: &str) -> Vec<u8> {
-    pem::decode_all(&fixture(path))[0].bytes.to_vec()
-}
+use crate::render::fixtures::pem_der;
 
 /// Keys and certificates in file order: leaf key; leaf, root, intermediate.
 fn expect_chain(pfx: &str, chain: &str) {
