@@ -330,17 +330,15 @@ impl State {
         } else if kind == Kind::Keys {
             return Err(unknown());
         }
-        if kind == Kind::Certificates {
-            if let Some(secret) = v.secrets.get_mut(&key) {
-                if let Some(sv) = secret
-                    .versions
-                    .iter_mut()
-                    .find(|sv| sv.version.eq_ignore_ascii_case(version))
-                {
-                    sv.enabled = enabled;
-                    sv.updated = now.max(sv.created);
-                }
-            }
+        if kind == Kind::Certificates
+            && let Some(secret) = v.secrets.get_mut(&key)
+            && let Some(sv) = secret
+                .versions
+                .iter_mut()
+                .find(|sv| sv.version.eq_ignore_ascii_case(version))
+        {
+            sv.enabled = enabled;
+            sv.updated = now.max(sv.created);
         }
         Ok(())
     }

@@ -217,10 +217,10 @@ fn key_bundle(
         }
     }
     let mut bundle = json!({"key": jwk, "attributes": attributes(v), "tags": {}});
-    if v.managed {
-        if let Some(obj) = bundle.as_object_mut() {
-            obj.insert("managed".to_string(), json!(true));
-        }
+    if v.managed
+        && let Some(obj) = bundle.as_object_mut()
+    {
+        obj.insert("managed".to_string(), json!(true));
     }
     bundle
 }
