@@ -60,6 +60,13 @@ pub enum MountError {
         #[source]
         source: ObjectError,
     },
+    /// Only known after fetching: a certificate-backed secret's `.crt` or
+    /// `.key` file has the name of another object's file.
+    #[error(
+        "two files are named {0:?} (--write-cert-and-key-in-separate-files adds <file>.crt and \
+         <file>.key for certificate-backed secrets); change an objectAlias"
+    )]
+    DuplicateFile(String),
 }
 
 /// A failure while fetching or rendering one object.
@@ -128,7 +135,11 @@ impl Mounter {
             .try_collect()
             .await?;
         let mut output = MountOutput::default();
+        let mut paths = std::collections::HashSet::new();
         for item in rendered.into_iter().flatten() {
+            if !paths.insert(item.file.path.clone()) {
+                return Err(MountError::DuplicateFile(item.file.path));
+            }
             output.files.push(item.file);
             output.versions.push(item.version);
         }

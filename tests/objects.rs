@@ -451,6 +451,22 @@ async fn checklist_20_separate_cert_and_key_files() {
     let unique: std::collections::BTreeSet<_> = got.iter().map(|(id, _)| id).collect();
     assert_eq!(unique.len(), got.len(), "object ids are unique");
     assert!(response.files[..3].iter().all(|f| f.mode == 0o640));
+
+    // Another object aliased onto a split file is a clear error.
+    let status = mount(
+        &harness,
+        &[
+            "objectName: tls\nobjectType: secret",
+            "objectName: MySecretPassword\nobjectType: secret\nobjectAlias: tls.key",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        failure(&status).starts_with("two files are named \"tls.key\""),
+        "{}",
+        status.message()
+    );
 }
 
 // === version history ===
