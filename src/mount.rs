@@ -181,7 +181,7 @@ impl Mounter {
         if chosen.is_empty() {
             tracing::warn!(
                 object = %object.context(),
-                "objectVersionHistory: the starting version is not among the enabled versions; no files for this object"
+                "objectVersionHistory: no enabled version found from objectVersion on; no files for this object"
             );
         }
         Ok(chosen
