@@ -18,6 +18,7 @@ use crate::cloud::{Cloud, CloudError};
 use crate::http::{ExtraRoots, HttpConfig};
 use crate::mount::MountOptions;
 use crate::params::ParseOptions;
+use crate::render::RenderOptions;
 use crate::socket::{Endpoint, SocketError};
 
 /// Everything the app needs to run.
@@ -107,6 +108,10 @@ impl Config {
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
                 mount_timeout: args.mount_timeout,
+                render: RenderOptions {
+                    construct_pem_chain: args.construct_pem_chain,
+                    write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,
+                },
             },
             parse: ParseOptions {
                 default_cloud_name: args.cloud_name.clone(),
@@ -250,6 +255,23 @@ mod tests {
         assert!(Config::build(&args(&["--mount-timeout", "0"]), |_| None).is_err());
         // A bad token proxy URL does not stop the process.
         assert!(Config::build(&args(&["--token-proxy-url", "http://x"]), |_| None).is_ok());
+    }
+
+    #[test]
+    fn certificate_flags_reach_the_mount_options() {
+        let config = Config::build(&args(&[]), |_| None).unwrap();
+        assert_eq!(config.mount.render, RenderOptions::default());
+        assert!(config.mount.render.construct_pem_chain);
+        let config = Config::build(
+            &args(&[
+                "--construct-pem-chain=false",
+                "--write-cert-and-key-in-separate-files=true",
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert!(!config.mount.render.construct_pem_chain);
+        assert!(config.mount.render.write_cert_and_key_in_separate_files);
     }
 
     #[test]

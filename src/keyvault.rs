@@ -1,6 +1,8 @@
-//! Key Vault's REST API: read one secret version with the bearer token sent
-//! up front (the scope is known from the cloud, so there is no 401 challenge
-//! round trip), and decode the answers, including Azure's error JSON.
+//! Key Vault's REST API: read one secret, key or certificate version and
+//! list an object's versions (following `nextLink`), with the bearer token
+//! sent up front (the scope is known from the cloud, so there is no 401
+//! challenge round trip), and decode the answers, including Azure's error
+//! JSON.
 //!
 //! Returns wire shapes only; turning them into files is `render`'s job, and
 //! choosing identities is `auth`'s.
@@ -46,6 +48,73 @@ impl SecretBundle {
         version_of(&self.id)
     }
 }
+
+/// A key version as Key Vault returns it: the JWK fields of its public
+/// part (base64url text, decoded by `render`).
+#[derive(Clone, Debug, Default)]
+pub struct KeyBundle {
+    /// `key.kid`: `https://{vault}.{suffix}/keys/{name}/{version}`.
+    pub kid: String,
+    pub kty: Option<String>,
+    pub crv: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+}
+
+impl KeyBundle {
+    /// The version id: the last path segment of `kid`.
+    pub fn version(&self) -> &str {
+        version_of(&self.kid)
+    }
+}
+
+/// A certificate version as Key Vault returns it.
+#[derive(Clone, Debug)]
+pub struct CertificateBundle {
+    /// `https://{vault}.{suffix}/certificates/{name}/{version}`.
+    pub id: String,
+    /// The certificate, base64 DER.
+    pub cer: String,
+}
+
+impl CertificateBundle {
+    /// The version id: the last path segment of `id`.
+    pub fn version(&self) -> &str {
+        version_of(&self.id)
+    }
+}
+
+/// The object collections of a vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collection {
+    Secrets,
+    Keys,
+    Certificates,
+}
+
+impl Collection {
+    /// The path segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secrets => "secrets",
+            Self::Keys => "keys",
+            Self::Certificates => "certificates",
+        }
+    }
+}
+
+/// One enabled version from a version listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub version: String,
+    /// `attributes.created` (Unix seconds); 0 when Key Vault sent none.
+    pub created: i64,
+}
+
+/// Most pages followed for one listing (25 versions each).
+const MAX_PAGES: usize = 1000;
 
 /// The last non-empty path segment of a Key Vault object id.
 pub fn version_of(id: &str) -> &str {
@@ -109,6 +178,51 @@ struct SecretAnswer {
 }
 
 #[derive(Deserialize)]
+struct KeyAnswer {
+    key: Option<JwkAnswer>,
+}
+
+#[derive(Deserialize)]
+struct JwkAnswer {
+    kid: Option<String>,
+    kty: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CertificateAnswer {
+    id: Option<String>,
+    cer: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListAnswer {
+    #[serde(default)]
+    value: Vec<ListItem>,
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListItem {
+    /// Secrets and certificates.
+    id: Option<String>,
+    /// Keys.
+    kid: Option<String>,
+    attributes: Option<ListAttributes>,
+}
+
+#[derive(Deserialize)]
+struct ListAttributes {
+    enabled: Option<bool>,
+    created: Option<i64>,
+}
+
+#[derive(Deserialize)]
 struct ErrorAnswer {
     error: Option<ErrorBody>,
 }
@@ -136,21 +250,122 @@ impl KeyVault {
         version: &str,
     ) -> Result<SecretBundle, KeyVaultError> {
         let url = object_url(vault.url, "secrets", name, version);
-        let builder = self
-            .http
-            .request(reqwest::Method::GET, &url)
-            .query(&[("api-version", API_VERSION)])
+        let (status, body) = self.get(vault, token, &url, true).await?;
+        decode_secret(vault.name, status, &body)
+    }
+
+    /// `GET {vault_url}keys/{name}/{version}`.
+    pub async fn get_key(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        name: &str,
+        version: &str,
+    ) -> Result<KeyBundle, KeyVaultError> {
+        let url = object_url(vault.url, "keys", name, version);
+        let (status, body) = self.get(vault, token, &url, true).await?;
+        decode_key(vault.name, status, &body)
+    }
+
+    /// `GET {vault_url}certificates/{name}/{version}`.
+    pub async fn get_certificate(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        name: &str,
+        version: &str,
+    ) -> Result<CertificateBundle, KeyVaultError> {
+        let url = object_url(vault.url, "certificates", name, version);
+        let (status, body) = self.get(vault, token, &url, true).await?;
+        decode_certificate(vault.name, status, &body)
+    }
+
+    /// `GET {vault_url}{collection}/{name}/versions`, every page: the
+    /// enabled versions (upstream skips disabled ones and entries without
+    /// attributes), in listing order. `nextLink` is only followed within
+    /// the vault.
+    pub async fn list_versions(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        collection: Collection,
+        name: &str,
+    ) -> Result<Vec<ListedVersion>, KeyVaultError> {
+        let mut url = object_url(vault.url, collection.as_str(), name, "versions");
+        let mut with_api_version = true;
+        let mut versions = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (status, body) = self.get(vault, token, &url, with_api_version).await?;
+            let page = decode_list(vault.name, status, &body)?;
+            versions.extend(page.versions);
+            match page.next_link {
+                Some(next) if next != url => {
+                    check_next_link(vault, &next)?;
+                    url = next;
+                    with_api_version = false;
+                }
+                Some(_) => return Err(malformed(vault.name, status, "nextLink repeats itself")),
+                None => return Ok(versions),
+            }
+        }
+        Err(malformed(
+            vault.name,
+            200,
+            &format!("more than {MAX_PAGES} pages of versions"),
+        ))
+    }
+
+    /// One authenticated GET; `api-version` is added unless the URL (a
+    /// `nextLink`) carries it.
+    async fn get(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        url: &str,
+        with_api_version: bool,
+    ) -> Result<(u16, Vec<u8>), KeyVaultError> {
+        let mut builder = self.http.request(reqwest::Method::GET, url);
+        if with_api_version {
+            builder = builder.query(&[("api-version", API_VERSION)]);
+        }
+        let builder = builder
             .bearer_auth(token.bearer())
             .header(reqwest::header::ACCEPT, "application/json");
         let response =
             self.http
-                .send(builder, &url)
+                .send(builder, url)
                 .await
                 .map_err(|source| KeyVaultError::Unreachable {
                     vault: vault.name.to_owned(),
                     source,
                 })?;
-        decode_secret(vault.name, response.status.as_u16(), &response.body)
+        Ok((response.status.as_u16(), response.body))
+    }
+}
+
+/// A `nextLink` must stay on the vault's own host (it carries our token).
+fn check_next_link(vault: VaultRef<'_>, next: &str) -> Result<(), KeyVaultError> {
+    let same_origin = |a: &reqwest::Url, b: &reqwest::Url| {
+        a.scheme() == "https"
+            && a.scheme() == b.scheme()
+            && a.host_str() == b.host_str()
+            && a.port_or_known_default() == b.port_or_known_default()
+    };
+    match (reqwest::Url::parse(next), reqwest::Url::parse(vault.url)) {
+        (Ok(next), Ok(base)) if same_origin(&next, &base) => Ok(()),
+        _ => Err(malformed(
+            vault.name,
+            200,
+            "nextLink does not point into the vault; not followed",
+        )),
+    }
+}
+
+fn malformed(vault: &str, status: u16, reason: &str) -> KeyVaultError {
+    KeyVaultError::Malformed {
+        vault: vault.to_owned(),
+        status,
+        reason: reason.to_owned(),
     }
 }
 
@@ -188,32 +403,115 @@ fn push_segment(url: &mut String, segment: &str) {
 
 /// Decodes a secret answer or Key Vault's error JSON.
 pub fn decode_secret(vault: &str, status: u16, body: &[u8]) -> Result<SecretBundle, KeyVaultError> {
-    if !(200..300).contains(&status) {
-        return Err(decode_error(vault, status, body));
-    }
-    let malformed = |reason: String| KeyVaultError::Malformed {
-        vault: vault.to_owned(),
-        status,
-        reason,
-    };
-    let answer: SecretAnswer = serde_json::from_slice(body).map_err(|e| {
-        malformed(format!(
-            "invalid secret JSON at line {} column {}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let answer: SecretAnswer = decode_json(vault, status, body, "secret")?;
     let value = answer
         .value
-        .ok_or_else(|| malformed("secret value is nil".into()))?;
+        .ok_or_else(|| malformed(vault, status, "secret value is nil"))?;
     let id = answer
         .id
-        .ok_or_else(|| malformed("secret id is nil".into()))?;
+        .ok_or_else(|| malformed(vault, status, "secret id is nil"))?;
     Ok(SecretBundle {
         value: SecretString::from(value),
         id,
         content_type: answer.content_type,
         kid: answer.kid,
+    })
+}
+
+/// Parses a 2xx JSON answer or returns Key Vault's error.
+fn decode_json<T: for<'de> Deserialize<'de>>(
+    vault: &str,
+    status: u16,
+    body: &[u8],
+    what: &str,
+) -> Result<T, KeyVaultError> {
+    if !(200..300).contains(&status) {
+        return Err(decode_error(vault, status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        malformed(
+            vault,
+            status,
+            &format!(
+                "invalid {what} JSON at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// Decodes a key answer (upstream's nil checks: `key value is nil`,
+/// `key id is nil`).
+pub fn decode_key(vault: &str, status: u16, body: &[u8]) -> Result<KeyBundle, KeyVaultError> {
+    let answer: KeyAnswer = decode_json(vault, status, body, "key")?;
+    let key = answer
+        .key
+        .ok_or_else(|| malformed(vault, status, "key value is nil"))?;
+    let kid = key
+        .kid
+        .ok_or_else(|| malformed(vault, status, "key id is nil"))?;
+    Ok(KeyBundle {
+        kid,
+        kty: key.kty,
+        crv: key.crv,
+        n: key.n,
+        e: key.e,
+        x: key.x,
+        y: key.y,
+    })
+}
+
+/// Decodes a certificate answer (`certificate value is nil`,
+/// `certificate id is nil`).
+pub fn decode_certificate(
+    vault: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<CertificateBundle, KeyVaultError> {
+    let answer: CertificateAnswer = decode_json(vault, status, body, "certificate")?;
+    let cer = answer
+        .cer
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| malformed(vault, status, "certificate value is nil"))?;
+    let id = answer
+        .id
+        .ok_or_else(|| malformed(vault, status, "certificate id is nil"))?;
+    Ok(CertificateBundle { id, cer })
+}
+
+/// One page of a version listing.
+#[derive(Debug)]
+pub struct ListPage {
+    pub versions: Vec<ListedVersion>,
+    pub next_link: Option<String>,
+}
+
+/// Decodes a page of `…/versions`: entries without attributes or with
+/// `enabled: false` are dropped, a missing `created` counts as 0 (the Unix
+/// epoch), as upstream does.
+pub fn decode_list(vault: &str, status: u16, body: &[u8]) -> Result<ListPage, KeyVaultError> {
+    let answer: ListAnswer = decode_json(vault, status, body, "version list")?;
+    let mut versions = Vec::with_capacity(answer.value.len());
+    for item in answer.value {
+        let Some(attributes) = item.attributes else {
+            continue;
+        };
+        if attributes.enabled == Some(false) {
+            continue;
+        }
+        let id = item
+            .id
+            .or(item.kid)
+            .ok_or_else(|| malformed(vault, status, "a listed version has no id"))?;
+        versions.push(ListedVersion {
+            version: version_of(&id).to_owned(),
+            created: attributes.created.unwrap_or(0),
+        });
+    }
+    Ok(ListPage {
+        versions,
+        next_link: answer.next_link.filter(|l| !l.is_empty()),
     })
 }
 
@@ -294,6 +592,92 @@ mod tests {
             err,
             "keyvault kv answered 404 SecretNotFound: A secret with (name/id) s was not found in this key vault."
         );
+    }
+
+    #[test]
+    fn key_answer() {
+        let body = br#"{"key":{"kid":"https://kv.vault.azure.net/keys/k/abc","kty":"EC","crv":"P-256","x":"AQ","y":"Ag"},"attributes":{"enabled":true}}"#;
+        let bundle = decode_key("kv", 200, body).unwrap();
+        assert_eq!(bundle.version(), "abc");
+        assert_eq!(bundle.kty.as_deref(), Some("EC"));
+        assert_eq!(bundle.crv.as_deref(), Some("P-256"));
+        assert_eq!(bundle.x.as_deref(), Some("AQ"));
+        let err = decode_key("kv", 200, br#"{"attributes":{}}"#).unwrap_err();
+        assert!(err.to_string().ends_with("key value is nil"), "{err}");
+        let err = decode_key("kv", 200, br#"{"key":{"kty":"RSA"}}"#).unwrap_err();
+        assert!(err.to_string().ends_with("key id is nil"), "{err}");
+        let body = br#"{"error":{"code":"KeyNotFound","message":"A key with (name/id) k was not found in this key vault."}}"#;
+        assert!(
+            decode_key("kv", 404, body)
+                .unwrap_err()
+                .to_string()
+                .contains("404 KeyNotFound")
+        );
+    }
+
+    #[test]
+    fn certificate_answer() {
+        let body = br#"{"id":"https://kv.vault.azure.net/certificates/c/0a1b","kid":"x","sid":"y","cer":"MIIB"}"#;
+        let bundle = decode_certificate("kv", 200, body).unwrap();
+        assert_eq!((bundle.version(), bundle.cer.as_str()), ("0a1b", "MIIB"));
+        for (body, want) in [
+            (&br#"{"id":"x"}"#[..], "certificate value is nil"),
+            (&br#"{"id":"x","cer":""}"#[..], "certificate value is nil"),
+            (&br#"{"cer":"MIIB"}"#[..], "certificate id is nil"),
+        ] {
+            let err = decode_certificate("kv", 200, body).unwrap_err().to_string();
+            assert!(err.ends_with(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn list_pages_skip_disabled_and_attribute_less_versions() {
+        let body = br#"{"value":[
+            {"id":"https://kv.vault.azure.net/secrets/s/v1","attributes":{"enabled":true,"created":100}},
+            {"id":"https://kv.vault.azure.net/secrets/s/v2","attributes":{"enabled":false,"created":200}},
+            {"id":"https://kv.vault.azure.net/secrets/s/v3"},
+            {"kid":"https://kv.vault.azure.net/keys/s/v4","attributes":{}}
+          ],"nextLink":"https://kv.vault.azure.net:443/secrets/s/versions?api-version=7.4&$skiptoken=abc"}"#;
+        let page = decode_list("kv", 200, body).unwrap();
+        assert_eq!(
+            page.versions,
+            vec![
+                ListedVersion {
+                    version: "v1".into(),
+                    created: 100
+                },
+                ListedVersion {
+                    version: "v4".into(),
+                    created: 0
+                },
+            ]
+        );
+        assert!(page.next_link.unwrap().contains("$skiptoken=abc"));
+        let last = decode_list("kv", 200, br#"{"value":[],"nextLink":null}"#).unwrap();
+        assert!(last.versions.is_empty() && last.next_link.is_none());
+    }
+
+    #[test]
+    fn next_links_must_stay_in_the_vault() {
+        let vault = VaultRef {
+            name: "kv",
+            url: "https://kv.vault.azure.net/",
+        };
+        for ok in [
+            "https://kv.vault.azure.net:443/secrets/s/versions?$skiptoken=a",
+            "https://kv.vault.azure.net/keys/s/versions?$skiptoken=a",
+        ] {
+            assert!(check_next_link(vault, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/secrets/s/versions",
+            "http://kv.vault.azure.net/secrets/s/versions",
+            "https://kv.vault.azure.net:8443/secrets/s/versions",
+            "https://kv.vault.azure.net.evil.example/x",
+            "/relative",
+        ] {
+            assert!(check_next_link(vault, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

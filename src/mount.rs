@@ -1,8 +1,9 @@
 //! One mount, end to end after parsing: resolve the cloud, check the vault
-//! name, obtain a token for the pod's identity, fetch every object (bounded
-//! concurrency, output in declaration order, the first error cancels the
-//! rest) and render them into files. All or nothing: any error fails the
-//! whole mount and no file is returned.
+//! name, obtain a token for the pod's identity, plan the versions to fetch
+//! (listing the versions of `objectVersionHistory` objects), fetch every
+//! version (bounded concurrency, output in declaration order, the first
+//! error cancels the rest) and render them into files. All or nothing: any
+//! error fails the whole mount and no file is returned.
 //!
 //! HTTP details live in `auth` and `keyvault`, format conversions in
 //! `render`; this module only orders the steps and attaches context.
@@ -15,11 +16,11 @@ use thiserror::Error;
 
 use crate::auth::{AccessToken, AuthError, Authenticator};
 use crate::cloud::{Cloud, CloudError, VaultNameError};
-use crate::keyvault::{KeyVault, KeyVaultError, VaultRef};
+use crate::keyvault::{Collection, KeyVault, KeyVaultError, VaultRef};
 use crate::metrics::Metrics;
-use crate::object::{KeyVaultObject, ObjectType};
+use crate::object::{KeyVaultObject, ObjectType, VersionEntry};
 use crate::params::{CloudSpec, MountParams};
-use crate::render::{self, Fetched, File, ObjectVersion, RenderError};
+use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, RenderOptions, Slot};
 
 /// Limits and switches that apply to every mount.
 #[derive(Clone, Debug)]
@@ -29,6 +30,8 @@ pub struct MountOptions {
     /// The whole mount's time limit (`--mount-timeout`), shortened to the
     /// driver's deadline when it sends one (see `budget`).
     pub mount_timeout: std::time::Duration,
+    /// `--construct-pem-chain`, `--write-cert-and-key-in-separate-files`.
+    pub render: RenderOptions,
 }
 
 /// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
@@ -40,6 +43,7 @@ impl Default for MountOptions {
         Self {
             max_concurrent_fetches: 8,
             mount_timeout: DEFAULT_MOUNT_TIMEOUT,
+            render: RenderOptions::default(),
         }
     }
 }
@@ -68,6 +72,13 @@ pub enum MountError {
         #[source]
         source: ObjectError,
     },
+    /// Only known after fetching: a certificate-backed secret's `.crt` or
+    /// `.key` file has the name of another object's file.
+    #[error(
+        "two files are named {0:?} (--write-cert-and-key-in-separate-files adds <file>.crt and \
+         <file>.key for certificate-backed secrets); change an objectAlias"
+    )]
+    DuplicateFile(String),
 }
 
 /// A failure while fetching or rendering one object.
@@ -88,6 +99,7 @@ impl MountError {
             Self::Vault(_) => Cow::Borrowed("InvalidVaultName"),
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
+            Self::DuplicateFile(_) => Cow::Borrowed("DuplicateFile"),
         }
     }
 }
@@ -154,10 +166,19 @@ impl Mounter {
         let limit = self.options.max_concurrent_fetches.max(1);
         // Futures are built first: a closure inside `buffered` trips the
         // compiler's higher-ranked lifetime inference in `Send` futures.
-        let fetches: Vec<_> = params
+        let plans: Vec<_> = params
             .objects
             .iter()
-            .map(|object| self.object(vault, &token, object, params))
+            .map(|object| self.plan(vault, &token, object))
+            .collect();
+        let steps: Vec<Vec<Step<'_>>> = futures_util::stream::iter(plans)
+            .buffered(limit)
+            .try_collect()
+            .await?;
+        let fetches: Vec<_> = steps
+            .into_iter()
+            .flatten()
+            .map(|step| self.step(vault, &token, step, params))
             .collect();
         let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
             .buffered(limit)
@@ -165,7 +186,11 @@ impl Mounter {
             .await
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
         let mut output = MountOutput::default();
+        let mut paths = std::collections::HashSet::new();
         for item in rendered.into_iter().flatten() {
+            if !paths.insert(item.file.path.clone()) {
+                return Err(MountError::DuplicateFile(item.file.path));
+            }
             output.files.push(item.file);
             output.versions.push(item.version);
         }
@@ -184,26 +209,91 @@ impl Mounter {
         }
     }
 
-    /// Fetches and renders one object, wrapping errors with its context.
-    async fn object(
+    /// The versions of one object to fetch: the one named (or the latest),
+    /// or for `objectVersionHistory > 1` the chosen entries of its version
+    /// list.
+    async fn plan<'a>(
         &self,
         vault: VaultRef<'_>,
         token: &AccessToken,
-        object: &KeyVaultObject,
+        object: &'a KeyVaultObject,
+    ) -> Result<Vec<Step<'a>>, MountError> {
+        if object.is_single_version() {
+            return Ok(vec![Step {
+                object,
+                slot: Slot::Single,
+                version: object.version.clone(),
+            }]);
+        }
+        let listed = self
+            .keyvault
+            .list_versions(vault, token, collection(object.object_type), &object.name)
+            .await
+            .map_err(|e| MountError::Object {
+                context: object.context(),
+                source: e.into(),
+            })?;
+        let entries = listed
+            .into_iter()
+            .map(|v| VersionEntry {
+                version: v.version,
+                created: v.created,
+            })
+            .collect();
+        let chosen = object.history(entries);
+        if chosen.is_empty() {
+            tracing::warn!(
+                object = %object.context(),
+                "objectVersionHistory: no enabled version found from objectVersion on; no files for this object"
+            );
+        }
+        Ok(chosen
+            .into_iter()
+            .enumerate()
+            .map(|(i, version)| Step {
+                object,
+                slot: Slot::History(i),
+                version,
+            })
+            .collect())
+    }
+
+    /// Fetches and renders one version, wrapping errors with its context.
+    async fn step(
+        &self,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        step: Step<'_>,
         params: &MountParams,
     ) -> Result<Vec<render::Rendered>, MountError> {
+        let object = step.object;
         let result = async {
             let started = Instant::now();
-            let fetched = self.fetch(vault, token, object).await;
+            let fetched = self.fetch(vault, token, object, &step.version).await;
             self.observe_fetch(object, started.elapsed(), &fetched);
             let fetched = fetched?;
-            Ok::<_, ObjectError>(render::render(object, fetched, params.default_mode)?)
+            let output = render::render(
+                object,
+                step.slot,
+                fetched,
+                params.default_mode,
+                self.options.render,
+            )?;
+            Ok::<_, ObjectError>(output)
         }
         .await;
-        result.map_err(|source| MountError::Object {
-            context: object.context(),
+        let context = match step.slot {
+            Slot::Single => object.context(),
+            Slot::History(_) => object.context_at(&step.version),
+        };
+        let output = result.map_err(|source| MountError::Object {
+            context: context.clone(),
             source,
-        })
+        })?;
+        for warning in &output.warnings {
+            tracing::warn!(object = %context, "{warning}");
+        }
+        Ok(output.files)
     }
 
     /// `keyvault_request` and a debug line per object fetch.
@@ -230,35 +320,63 @@ impl Mounter {
         vault: VaultRef<'_>,
         token: &AccessToken,
         object: &KeyVaultObject,
+        version: &str,
     ) -> Result<Fetched, ObjectError> {
-        if object.version_history > 1 {
-            return Err(RenderError::NotSupportedYet {
-                what: "objectVersionHistory",
-            }
-            .into());
-        }
+        let name = &object.name;
         match object.object_type {
             ObjectType::Secret => {
                 let bundle = self
                     .keyvault
-                    .get_secret(vault, token, &object.name, &object.version)
+                    .get_secret(vault, token, name, version)
                     .await?;
                 Ok(Fetched::Secret {
                     version: bundle.version().to_owned(),
-                    certificate_backed: bundle.kid.is_some(),
+                    certificate_backed: bundle.kid.as_deref().is_some_and(|k| !k.is_empty()),
                     content_type: bundle.content_type,
                     value: bundle.value,
                 })
             }
-            ObjectType::Key => Err(RenderError::NotSupportedYet {
-                what: "objectType: key",
+            ObjectType::Key => {
+                let bundle = self.keyvault.get_key(vault, token, name, version).await?;
+                Ok(Fetched::Key {
+                    version: bundle.version().to_owned(),
+                    jwk: Jwk {
+                        kty: bundle.kty,
+                        crv: bundle.crv,
+                        n: bundle.n,
+                        e: bundle.e,
+                        x: bundle.x,
+                        y: bundle.y,
+                    },
+                })
             }
-            .into()),
-            ObjectType::Cert => Err(RenderError::NotSupportedYet {
-                what: "objectType: cert",
+            ObjectType::Cert => {
+                let bundle = self
+                    .keyvault
+                    .get_certificate(vault, token, name, version)
+                    .await?;
+                Ok(Fetched::Certificate {
+                    version: bundle.version().to_owned(),
+                    cer: bundle.cer,
+                })
             }
-            .into()),
         }
+    }
+}
+
+/// One version of one object to fetch and render.
+struct Step<'a> {
+    object: &'a KeyVaultObject,
+    slot: Slot,
+    /// Empty for the latest.
+    version: String,
+}
+
+fn collection(object_type: ObjectType) -> Collection {
+    match object_type {
+        ObjectType::Secret => Collection::Secrets,
+        ObjectType::Key => Collection::Keys,
+        ObjectType::Cert => Collection::Certificates,
     }
 }
 

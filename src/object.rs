@@ -310,6 +310,47 @@ impl KeyVaultObject {
     pub fn is_single_version(&self) -> bool {
         self.version_history <= 1
     }
+
+    /// The error context of one resolved version (upstream names the
+    /// version it was fetching, not the one written).
+    pub fn context_at(&self, version: &str) -> String {
+        context(&self.raw_type, &self.name, version)
+    }
+
+    /// The versions a version-history object mounts, index 0 first:
+    /// entries sorted by creation time, newest first (ties keep the listing
+    /// order), starting at `objectVersion` unless it is empty or `latest`,
+    /// at most `objectVersionHistory` of them. A named version that is not
+    /// listed (or is disabled) gives none, as upstream.
+    ///
+    /// Upstream emits one version too many (`objectVersionHistory + 1`)
+    /// when more exist; this returns exactly the number asked for.
+    pub fn history(&self, mut entries: Vec<VersionEntry>) -> Vec<String> {
+        entries.sort_by_key(|e| std::cmp::Reverse(e.created));
+        let start = match self.version.as_str() {
+            "" | "latest" => Some(0),
+            wanted => entries
+                .iter()
+                .position(|e| e.version.eq_ignore_ascii_case(wanted)),
+        };
+        let limit = usize::try_from(self.version_history).unwrap_or(0);
+        start.map_or_else(Vec::new, |start| {
+            entries
+                .into_iter()
+                .skip(start)
+                .take(limit)
+                .map(|e| e.version)
+                .collect()
+        })
+    }
+}
+
+/// One enabled version from a version listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub version: String,
+    /// Creation time, Unix seconds (0 when unknown).
+    pub created: i64,
 }
 
 fn context(object_type: &str, name: &str, version: &str) -> String {
@@ -633,6 +674,51 @@ mod tests {
         assert_eq!(FileMode::DEFAULT.bits(), 420);
         assert_eq!(FileMode::DEFAULT.to_string(), "0644");
         assert_eq!(format!("{:?}", FileMode::DEFAULT), "FileMode(0o644)");
+    }
+
+    fn entries(list: &[(&str, i64)]) -> Vec<VersionEntry> {
+        list.iter()
+            .map(|(v, c)| VersionEntry {
+                version: (*v).into(),
+                created: *c,
+            })
+            .collect()
+    }
+
+    fn history_object(version: &str, n: i32) -> KeyVaultObject {
+        KeyVaultObject::from_spec(ObjectSpec {
+            version: version.into(),
+            version_history: n,
+            ..spec("secret", "s")
+        })
+        .unwrap()
+    }
+
+    /// Checklist 17: sorted by created, newest first, starting at
+    /// objectVersion unless empty or `latest`, exactly N.
+    #[test]
+    fn checklist_17_history_selection() {
+        let listed = entries(&[("c", 8), ("e", 6), ("b", 9), ("a", 10), ("d", 7)]);
+        assert_eq!(
+            history_object("", 5).history(listed.clone()),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(
+            history_object("latest", 2).history(listed.clone()),
+            ["a", "b"]
+        );
+        assert_eq!(
+            history_object("c", 5).history(listed.clone()),
+            ["c", "d", "e"]
+        );
+        assert_eq!(history_object("C", 2).history(listed.clone()), ["c", "d"]);
+        assert_eq!(history_object("", 200).history(listed.clone()).len(), 5);
+        // A version that is not listed (or disabled): no files, as upstream.
+        assert!(history_object("zzz", 3).history(listed).is_empty());
+        // Equal creation times keep the listing order.
+        let ties = entries(&[("x", 5), ("y", 5), ("z", 1)]);
+        assert_eq!(history_object("", 3).history(ties), ["x", "y", "z"]);
+        assert!(history_object("", 2).history(Vec::new()).is_empty());
     }
 
     #[test]

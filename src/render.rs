@@ -1,9 +1,27 @@
-//! Turns what was fetched for one object into the files and object versions
-//! of the mount response: content-type handling, `objectEncoding`, file
-//! names (alias or name) and modes.
+//! Turns what was fetched for one object version into the files and object
+//! versions of the mount response: secrets by content type (certificate
+//! bundles: PKCS#12 → PEM with the chain ordered, PFX passthrough, split
+//! `.crt`/`.key` files), keys as public-key PEM, certificates as PEM,
+//! `objectEncoding`, file names (alias or name, `/<i>` for version
+//! history), modes and object ids.
 //!
 //! Pure: no I/O, no async. Errors name what is wrong but never contain a byte
-//! of the value being rendered.
+//! of the value being rendered. Submodules: `pem` (Go-compatible PEM),
+//! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading),
+//! `private_key` (PKCS#8 as upstream writes it), `chain` (leaf → root).
+
+mod chain;
+mod der;
+#[cfg(test)]
+mod fixtures;
+mod jwk;
+mod pem;
+mod pkcs12;
+mod private_key;
+
+pub use jwk::{Jwk, KeyError};
+pub use pkcs12::Pkcs12Error;
+pub use private_key::PrivateKeyError;
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -46,16 +64,58 @@ pub struct Rendered {
     pub version: ObjectVersion,
 }
 
-/// What was read from Key Vault for one object, already off the wire.
+/// What was read from Key Vault for one object version, already off the
+/// wire.
 pub enum Fetched {
     /// A secret version. `certificate_backed` is true when Key Vault
-    /// returned a `kid` (the secret holds a certificate and its key).
+    /// returned a non-empty `kid` (the secret holds a certificate and its
+    /// key).
     Secret {
         value: SecretString,
         version: String,
         content_type: Option<String>,
         certificate_backed: bool,
     },
+    /// A key version (public part only).
+    Key { version: String, jwk: Jwk },
+    /// A certificate version: its `cer` field, base64 DER.
+    Certificate { version: String, cer: String },
+}
+
+/// Switches from the command line that change what is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// `--construct-pem-chain`: order PKCS#12 certificates leaf → root.
+    pub construct_pem_chain: bool,
+    /// `--write-cert-and-key-in-separate-files`: also write `<file>.crt`
+    /// and `<file>.key` for certificate-backed secrets.
+    pub write_cert_and_key_in_separate_files: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            construct_pem_chain: true,
+            write_cert_and_key_in_separate_files: false,
+        }
+    }
+}
+
+/// Which version of an object is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// `objectVersionHistory <= 1`: file `<alias-or-name>`, id `<type>/<name>`.
+    Single,
+    /// Entry `i` of the version history: file `<alias-or-name>/<i>`, id
+    /// `<type>/<name>/<i>`.
+    History(usize),
+}
+
+/// The files of one object version, and warnings for the log.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub files: Vec<Rendered>,
+    pub warnings: Vec<String>,
 }
 
 /// Why an object could not be turned into files.
@@ -69,10 +129,18 @@ pub enum RenderError {
     HexOddLength,
     #[error("failed to get certificate. unknown content type '{0}'")]
     UnknownContentType(String),
-    #[error(
-        "{what} is not supported by akv-csi-provider yet; it is planned (object parity with the upstream provider)"
-    )]
-    NotSupportedYet { what: &'static str },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Pkcs12(#[from] Pkcs12Error),
+    #[error("{0}")]
+    PrivateKey(#[from] PrivateKeyError),
+    #[error("the certificate's cer is not base64 (illegal data at input byte {offset})")]
+    CertificateBase64 { offset: usize },
+    #[error("output file {path:?}: {reason}")]
+    FileName { path: String, reason: String },
+    #[error("reading the certificate failed unexpectedly ({0}); the object was not mounted")]
+    Panicked(&'static str),
 }
 
 impl RenderError {
@@ -81,43 +149,105 @@ impl RenderError {
         match self {
             Self::Base64 { .. } | Self::Hex { .. } | Self::HexOddLength => "DecodeFailed",
             Self::UnknownContentType(_) => "UnknownContentType",
-            Self::NotSupportedYet { .. } => "NotSupported",
-            // Variants added later fall back to a generic code.
-            #[allow(unreachable_patterns)]
-            _ => "RenderFailed",
+            Self::Key(_) => "UnsupportedKey",
+            Self::Pkcs12(_) => "InvalidPkcs12",
+            Self::PrivateKey(_) => "InvalidPrivateKey",
+            Self::CertificateBase64 { .. } => "InvalidCertificate",
+            Self::FileName { .. } => "InvalidFileName",
+            Self::Panicked(_) => "Internal",
         }
     }
 }
 
-/// Renders one fetched object (single version) into its files.
+/// Renders one fetched object version into its files.
 pub fn render(
     object: &KeyVaultObject,
+    slot: Slot,
     fetched: Fetched,
     default_mode: FileMode,
-) -> Result<Vec<Rendered>, RenderError> {
-    let Fetched::Secret {
-        value,
-        version,
-        content_type,
-        certificate_backed,
-    } = fetched;
-    let raw = if certificate_backed {
-        certificate_secret(object, &value, content_type.as_deref())?
-    } else {
-        Zeroizing::new(value.expose_secret().as_bytes().to_vec())
+    options: RenderOptions,
+) -> Result<Output, RenderError> {
+    let (path, id) = match slot {
+        Slot::Single => (object.file_name().to_owned(), object.uid()),
+        Slot::History(i) => (
+            format!("{}/{i}", object.file_name()),
+            format!("{}/{i}", object.uid()),
+        ),
     };
-    let contents = encode(object.encoding, raw)?;
-    Ok(vec![Rendered {
-        file: File {
-            path: object.file_name().to_owned(),
-            mode: object.file_permission.unwrap_or(default_mode),
-            contents,
-        },
-        version: ObjectVersion {
-            id: object.uid(),
+    let mut output = Output::default();
+    let (version, contents) = match fetched {
+        Fetched::Secret {
+            value,
             version,
-        },
-    }])
+            content_type,
+            certificate_backed,
+        } => {
+            let raw = if certificate_backed {
+                let raw = certificate_secret(
+                    object,
+                    &value,
+                    content_type.as_deref(),
+                    options,
+                    &mut output.warnings,
+                )?;
+                if options.write_cert_and_key_in_separate_files {
+                    let (certs, keys) = pem::split_cert_and_key(&raw);
+                    for (suffix, part) in [(".crt", certs), (".key", keys)] {
+                        let file = file(
+                            object,
+                            &path,
+                            suffix,
+                            default_mode,
+                            encode(object.encoding, part)?,
+                        )?;
+                        output.files.push(Rendered {
+                            file,
+                            version: ObjectVersion {
+                                id: format!("{id}{suffix}"),
+                                version: version.clone(),
+                            },
+                        });
+                    }
+                }
+                raw
+            } else {
+                Zeroizing::new(value.expose_secret().as_bytes().to_vec())
+            };
+            (version, encode(object.encoding, raw)?)
+        }
+        Fetched::Key { version, jwk } => (version, Zeroizing::new(jwk::public_key_pem(&jwk)?)),
+        Fetched::Certificate { version, cer } => {
+            let der = go_std_base64(cer.as_bytes())
+                .map_err(|offset| RenderError::CertificateBase64 { offset })?;
+            (version, pem::encode(pem::CERTIFICATE, &der))
+        }
+    };
+    output.files.push(Rendered {
+        file: file(object, &path, "", default_mode, contents)?,
+        version: ObjectVersion { id, version },
+    });
+    Ok(output)
+}
+
+/// One output file; the final path must still satisfy the driver's rules
+/// (the history index and `.crt`/`.key` suffixes lengthen it).
+fn file(
+    object: &KeyVaultObject,
+    path: &str,
+    suffix: &str,
+    default_mode: FileMode,
+    contents: Zeroizing<Vec<u8>>,
+) -> Result<File, RenderError> {
+    let path = format!("{path}{suffix}");
+    crate::object::validate_file_name(&path).map_err(|e| RenderError::FileName {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(File {
+        path,
+        mode: object.file_permission.unwrap_or(default_mode),
+        contents,
+    })
 }
 
 /// A certificate-backed secret, by content type.
@@ -125,16 +255,54 @@ fn certificate_secret(
     object: &KeyVaultObject,
     value: &SecretString,
     content_type: Option<&str>,
+    options: RenderOptions,
+    warnings: &mut Vec<String>,
 ) -> Result<Zeroizing<Vec<u8>>, RenderError> {
     let stored = || Zeroizing::new(value.expose_secret().as_bytes().to_vec());
     match content_type.unwrap_or("") {
         PEM_CONTENT_TYPE => Ok(stored()),
         PKCS12_CONTENT_TYPE if object.format == ObjectFormat::Pfx => Ok(stored()),
-        PKCS12_CONTENT_TYPE => Err(RenderError::NotSupportedYet {
-            what: "converting a PKCS#12 certificate to PEM",
-        }),
+        PKCS12_CONTENT_TYPE => pkcs12_to_pem(value.expose_secret().as_bytes(), options, warnings),
         other => Err(RenderError::UnknownContentType(other.to_owned())),
     }
+}
+
+/// Upstream's PFX → PEM: every private key as PKCS#8 `PRIVATE KEY`, then
+/// the certificates, ordered leaf → root when `construct_pem_chain`.
+fn pkcs12_to_pem(
+    base64_pfx: &[u8],
+    options: RenderOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    let pfx = go_std_base64(base64_pfx).map_err(|offset| RenderError::Base64 { offset })?;
+    let contents = guarded("PKCS#12", || pkcs12::decode(&pfx))??;
+    let mut out = Zeroizing::new(Vec::with_capacity(pfx.len() * 2));
+    for key in &contents.keys {
+        let pkcs8 = private_key::normalize_pkcs8(key)?;
+        pem::encode_into(&mut out, pem::PRIVATE_KEY, &pkcs8);
+    }
+    let order: Vec<usize> = if options.construct_pem_chain {
+        let (order, outcome) = guarded("X.509", || chain::order(&contents.certs))?;
+        if let chain::Outcome::Unordered(reason) = outcome {
+            warnings.push(format!(
+                "{reason}; the certificates keep the order of the PKCS#12 file"
+            ));
+        }
+        order
+    } else {
+        (0..contents.certs.len()).collect()
+    };
+    for i in order {
+        pem::encode_into(&mut out, pem::CERTIFICATE, &contents.certs[i]);
+    }
+    Ok(out)
+}
+
+/// Runs a parser of untrusted input; a panic in it becomes an error of
+/// this object instead of unwinding through the mount.
+fn guarded<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, RenderError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| RenderError::Panicked(what))
 }
 
 /// Applies `objectEncoding` to the value's bytes.
@@ -144,24 +312,54 @@ fn encode(
 ) -> Result<Zeroizing<Vec<u8>>, RenderError> {
     match encoding {
         ObjectEncoding::Utf8 => Ok(raw),
-        ObjectEncoding::Base64 => decode_base64(&raw),
+        ObjectEncoding::Base64 => {
+            go_std_base64(&raw).map_err(|offset| RenderError::Base64 { offset })
+        }
         ObjectEncoding::Hex => decode_hex(&raw),
     }
 }
 
-fn decode_base64(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, RenderError> {
-    use base64::DecodeError as E;
-    base64::engine::general_purpose::STANDARD
-        .decode(raw)
+/// Go's `base64.StdEncoding`: standard alphabet, padding required,
+/// non-zero trailing bits accepted.
+const GO_STD_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Go's `base64.StdEncoding.DecodeString`, which skips CR and LF (so a
+/// value wrapped at 76 columns decodes). The error is the offset of the
+/// bad input byte in `raw`.
+fn go_std_base64(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, usize> {
+    if !raw.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+        return GO_STD_BASE64
+            .decode(raw)
+            .map(Zeroizing::new)
+            .map_err(|e| base64_error_offset(&e, raw.len()));
+    }
+    let positions: Vec<usize> = (0..raw.len())
+        .filter(|&i| !matches!(raw[i], b'\r' | b'\n'))
+        .collect();
+    let clean: Zeroizing<Vec<u8>> = Zeroizing::new(positions.iter().map(|&i| raw[i]).collect());
+    GO_STD_BASE64
+        .decode(&clean)
         .map(Zeroizing::new)
         .map_err(|e| {
-            let offset = match e {
-                E::InvalidByte(offset, _) | E::InvalidLastSymbol(offset, _) => offset,
-                E::InvalidLength(len) => len,
-                E::InvalidPadding => raw.len(),
-            };
-            RenderError::Base64 { offset }
+            let offset = base64_error_offset(&e, clean.len());
+            positions.get(offset).copied().unwrap_or(raw.len())
         })
+}
+
+/// The input offset a base64 error points at.
+fn base64_error_offset(e: &base64::DecodeError, len: usize) -> usize {
+    use base64::DecodeError as E;
+    match *e {
+        E::InvalidByte(offset, _) | E::InvalidLastSymbol(offset, _) => offset,
+        // Go points at the start of the incomplete final quantum.
+        E::InvalidLength(at) => at - at % 4,
+        E::InvalidPadding => len,
+    }
 }
 
 fn decode_hex(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, RenderError> {

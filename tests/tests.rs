@@ -14,6 +14,9 @@ mod util;
 mod deploy;
 // The blog walkthrough and the mount contract (files, modes, versions, errors).
 mod mount;
+// Keys, certificates, certificate-backed secrets, version history, clouds:
+// object parity with the upstream provider, by checklist item.
+mod objects;
 // Version, old drivers' :authority, shutdown, socket permissions.
 mod server;
 // Upstream's flag lists, klog flags, --version, /healthz, /readyz.

@@ -40,9 +40,15 @@ fn default_mode() -> FileMode {
 }
 
 fn one(object: &KeyVaultObject, fetched: Fetched) -> Result<Rendered, RenderError> {
-    let mut files = render(object, fetched, default_mode())?;
-    assert_eq!(files.len(), 1);
-    Ok(files.remove(0))
+    let mut output = render(
+        object,
+        Slot::Single,
+        fetched,
+        default_mode(),
+        RenderOptions::default(),
+    )?;
+    assert_eq!(output.files.len(), 1);
+    Ok(output.files.remove(0))
 }
 
 #[test]
@@ -166,10 +172,11 @@ fn certificate_backed_secrets_by_content_type() {
             .to_string(),
         "failed to get certificate. unknown content type ''"
     );
-    assert!(matches!(
+    assert_eq!(
         one(&object("c"), cert_secret("x", Some("application/x-pkcs12"))).unwrap_err(),
-        RenderError::NotSupportedYet { .. }
-    ));
+        RenderError::Base64 { offset: 0 },
+        "not a base64 PFX"
+    );
 }
 
 #[test]
@@ -177,3 +184,6 @@ fn debug_of_a_file_hides_contents() {
     let rendered = one(&object("s"), secret("hidden-value")).unwrap();
     assert!(!format!("{rendered:?}").contains("hidden-value"));
 }
+
+#[path = "golden.rs"]
+mod golden;

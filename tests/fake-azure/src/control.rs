@@ -9,6 +9,10 @@
 //! | GET | `/_fake/ca.pem` | → the CA certificate |
 //! | PUT | `/_fake/vaults/{vault}/secrets/{name}` | `{"value","content_type"?,"kid"?,"enabled"?}` → `{"version","id"}` |
 //! | POST | `/_fake/vaults/{vault}/secrets/{name}/{version}/disable` (or `/enable`) | → `{}` |
+//! | PUT | `/_fake/vaults/{vault}/keys/{name}` | [`KeySeed`](crate::KeySeed) without `name` → `{"version"}` |
+//! | PUT | `/_fake/vaults/{vault}/certificates/{name}` | [`CertificateSeed`](crate::CertificateSeed) without `name` → `{"version"}` |
+//! | POST | `/_fake/vaults/{vault}/{keys,certificates}/{name}/{version}/disable` (or `/enable`) | → `{}` |
+//! | PUT | `/_fake/page-size/{n}` | → `{}` (version listings' default page length) |
 //! | PUT / DELETE | `/_fake/vaults/{vault}/access/{client_id}` | grant / revoke → `{}` |
 //! | POST | `/_fake/faults` | [`FaultSpec`](crate::FaultSpec) → `{}` |
 //! | DELETE | `/_fake/faults` | → `{}` (clears every fault) |
@@ -31,8 +35,8 @@ use crate::fake::Shared;
 use crate::faults::FaultSpec;
 use crate::ids;
 use crate::jwt;
-use crate::seed::SecretSeed;
-use crate::state::StateError;
+use crate::seed::{CertificateSeed, KeySeed, SecretSeed};
+use crate::state::{Kind, StateError};
 use crate::wire::{self, Req, Resp};
 
 /// Default lifetime of minted service-account tokens.
@@ -101,6 +105,61 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
                 .map(|()| json!({}))
                 .map_err(state_error)
         }
+        (&Method::PUT, ["_fake", "vaults", vault, "keys", name]) => {
+            parse_named::<KeySeed>(req, name).and_then(|seed| {
+                shared
+                    .state()
+                    .add_key(vault, &seed, ids::now_unix())
+                    .map(|version| json!({ "version": version }))
+                    .map_err(state_error)
+            })
+        }
+        (&Method::PUT, ["_fake", "vaults", vault, "certificates", name]) => {
+            parse_named::<CertificateSeed>(req, name).and_then(|seed| {
+                shared
+                    .state()
+                    .add_certificate(vault, &seed, ids::now_unix())
+                    .map(|version| json!({ "version": version }))
+                    .map_err(state_error)
+            })
+        }
+        (
+            &Method::POST,
+            [
+                "_fake",
+                "vaults",
+                vault,
+                kind @ ("keys" | "certificates"),
+                name,
+                version,
+                action @ ("disable" | "enable"),
+            ],
+        ) => {
+            let kind = if *kind == "keys" {
+                Kind::Keys
+            } else {
+                Kind::Certificates
+            };
+            shared
+                .state()
+                .set_object_version_enabled(
+                    vault,
+                    kind,
+                    name,
+                    version,
+                    *action == "enable",
+                    ids::now_unix(),
+                )
+                .map(|()| json!({}))
+                .map_err(state_error)
+        }
+        (&Method::PUT, ["_fake", "page-size", size]) => size
+            .parse::<usize>()
+            .map(|n| {
+                shared.state().set_page_size(n);
+                json!({})
+            })
+            .map_err(|_| (400, format!("invalid page size {size:?}"))),
         (m @ (&Method::PUT | &Method::DELETE), ["_fake", "vaults", vault, "access", client_id]) => {
             shared
                 .state()
@@ -139,6 +198,18 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
 
 fn parse<T: for<'de> Deserialize<'de>>(req: &Req) -> Result<T, (u16, String)> {
     serde_json::from_slice(&req.body).map_err(|e| (400, format!("invalid JSON body: {e}")))
+}
+
+/// A JSON body with `name` taken from the path.
+fn parse_named<T: for<'de> Deserialize<'de>>(req: &Req, name: &str) -> Result<T, (u16, String)> {
+    let mut value: Value = parse(req)?;
+    match value.as_object_mut() {
+        Some(object) => {
+            object.insert("name".to_string(), json!(name));
+        }
+        None => return Err((400, "the body must be a JSON object".to_string())),
+    }
+    serde_json::from_value(value).map_err(|e| (400, format!("invalid JSON body: {e}")))
 }
 
 fn state_error(e: StateError) -> (u16, String) {

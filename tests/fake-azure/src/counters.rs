@@ -34,6 +34,14 @@ pub mod op {
     pub const GET_SECRET: &str = "get_secret";
     /// `GET /secrets/{name}/versions`.
     pub const LIST_SECRET_VERSIONS: &str = "list_secret_versions";
+    /// `GET /keys/{name}[/{version}]`.
+    pub const GET_KEY: &str = "get_key";
+    /// `GET /keys/{name}/versions`.
+    pub const LIST_KEY_VERSIONS: &str = "list_key_versions";
+    /// `GET /certificates/{name}[/{version}]`.
+    pub const GET_CERTIFICATE: &str = "get_certificate";
+    /// `GET /certificates/{name}/versions`.
+    pub const LIST_CERTIFICATE_VERSIONS: &str = "list_certificate_versions";
     /// Anything the fake does not implement.
     pub const UNSUPPORTED: &str = "unsupported";
 }

@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use crate::counters::Counters;
 use crate::faults::{Faults, Limit, Target};
 use crate::ids::{self, IdGen};
-use crate::seed::{AppSeed, SecretSeed, Seed, VaultSeed};
+use crate::seed::{AppSeed, CertificateSeed, KeySeed, SecretSeed, Seed, VaultSeed};
 use crate::server;
-use crate::state::State;
+use crate::state::{Kind, State};
 use crate::tls;
 use crate::token_proxy;
 
@@ -260,6 +260,50 @@ impl FakeAzure {
             .shared
             .state()
             .set_version_enabled(vault, name, version, true, ids::now_unix())?)
+    }
+
+    /// Adds a new current version of a key; returns its version id.
+    pub fn add_key_version(&self, vault: &str, key: KeySeed) -> anyhow::Result<String> {
+        Ok(self.shared.state().add_key(vault, &key, ids::now_unix())?)
+    }
+
+    /// Adds a new current version of a certificate, with its backing
+    /// secret (and key, if given) under the same version id; returns it.
+    pub fn add_certificate_version(
+        &self,
+        vault: &str,
+        certificate: CertificateSeed,
+    ) -> anyhow::Result<String> {
+        Ok(self
+            .shared
+            .state()
+            .add_certificate(vault, &certificate, ids::now_unix())?)
+    }
+
+    /// Enables or disables one version of a secret, key or certificate
+    /// (a certificate's secret and key versions follow it).
+    pub fn set_version_enabled(
+        &self,
+        vault: &str,
+        kind: Kind,
+        name: &str,
+        version: &str,
+        enabled: bool,
+    ) -> anyhow::Result<()> {
+        Ok(self.shared.state().set_object_version_enabled(
+            vault,
+            kind,
+            name,
+            version,
+            enabled,
+            ids::now_unix(),
+        )?)
+    }
+
+    /// Page length of version listings when the client sends no
+    /// `maxresults` (Key Vault's is 25; smaller values exercise paging).
+    pub fn set_list_page_size(&self, size: usize) {
+        self.shared.state().set_page_size(size);
     }
 
     /// Version ids of a secret, oldest first.

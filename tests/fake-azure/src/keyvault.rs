@@ -1,8 +1,8 @@
 //! Key Vault's data plane: the checks every request passes (faults, vault,
 //! `api-version`, bearer token, access) and routing to object collections.
 //!
-//! Collections live in their own files: `keyvault/secrets.rs` today; keys
-//! and certificates slot into [`KvRoute`] and [`respond`] the same way.
+//! Collections live in their own files: `keyvault/secrets.rs`, and
+//! `keyvault/objects.rs` for keys and certificates.
 //! Responses use Key Vault's `{"error":{"code","message"}}` shape, and every
 //! 401 carries the `WWW-Authenticate` challenge the SDKs' challenge policy
 //! parses (authority from the request host's cloud, the vault's tenant).
@@ -14,9 +14,10 @@ use crate::counters::op;
 use crate::fake::Shared;
 use crate::faults::Injected;
 use crate::ids;
-use crate::state::{State, Vault};
+use crate::state::{Kind, State, Vault};
 use crate::wire::{self, Req, Resp};
 
+mod objects;
 mod secrets;
 
 /// Region reported in headers and 403 messages.
@@ -38,8 +39,9 @@ pub(crate) struct KvError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum KvRoute<'a> {
     Secrets(secrets::Route<'a>),
-    /// A path or method the fake does not implement (yet): keys,
-    /// certificates, writes, listing all secrets.
+    KeysOrCertificates(objects::Route<'a>),
+    /// A path or method the fake does not implement: writes, listing all
+    /// objects of a collection.
     Unsupported,
 }
 
@@ -54,6 +56,10 @@ impl<'a> KvRoute<'a> {
             ["secrets", rest @ ..] => {
                 secrets::Route::parse(rest).map_or(Self::Unsupported, Self::Secrets)
             }
+            ["keys", rest @ ..] => objects::Route::parse(Kind::Keys, rest)
+                .map_or(Self::Unsupported, Self::KeysOrCertificates),
+            ["certificates", rest @ ..] => objects::Route::parse(Kind::Certificates, rest)
+                .map_or(Self::Unsupported, Self::KeysOrCertificates),
             _ => Self::Unsupported,
         }
     }
@@ -62,6 +68,7 @@ impl<'a> KvRoute<'a> {
     pub(crate) fn op(&self) -> &'static str {
         match self {
             Self::Secrets(r) => r.op(),
+            Self::KeysOrCertificates(r) => r.op(),
             Self::Unsupported => op::UNSUPPORTED,
         }
     }
@@ -70,6 +77,7 @@ impl<'a> KvRoute<'a> {
     fn permission(&self) -> &'static str {
         match self {
             Self::Secrets(r) => r.permission(),
+            Self::KeysOrCertificates(r) => r.permission(),
             Self::Unsupported => "unknown",
         }
     }
@@ -139,7 +147,8 @@ fn respond(
     check_access(state, vault, &client_id, route.permission())?;
     let base = format!("https://{}", req.host);
     match route {
-        KvRoute::Secrets(r) => r.serve(vault, &base, req),
+        KvRoute::Secrets(r) => r.serve(vault, &base, req, state.page_size()),
+        KvRoute::KeysOrCertificates(r) => r.serve(vault, &base, req, state.page_size()),
         KvRoute::Unsupported => Err(KvError::new(405, "NotSupported", "unsupported".to_string())),
     }
 }

@@ -25,6 +25,10 @@
 //! # let _ = (client, assertion); Ok(()) }
 //! ```
 //!
+//! Vaults hold secrets (plain and certificate-backed, in both content
+//! types), keys (JWK) and certificates, each versioned and listable with
+//! `nextLink` paging.
+//!
 //! What the fake deliberately does not do: verify JWT signatures (it trusts
 //! them and checks claims only), talk to anything but loopback, or log
 //! secret values and tokens.
@@ -57,8 +61,9 @@ pub use jwt::{mint_jwt, mint_service_account_token};
 pub use seed::{
     AppSeed, BLOG_AUDIENCE, BLOG_CLIENT_ID, BLOG_CLIENT_SECRET, BLOG_NAMESPACE, BLOG_SECRET_NAME,
     BLOG_SECRET_VALUE, BLOG_SERVICE_ACCOUNT, BLOG_SUBJECT, BLOG_TENANT_ID, BLOG_VAULT,
-    FederatedCredential, SecretSeed, Seed, VaultSeed,
+    CertificateSeed, FederatedCredential, KeySeed, SecretSeed, Seed, VaultSeed,
 };
+pub use state::Kind as ObjectKind;
 pub use token_proxy::{CLUSTER_ID, server_name_for as identity_binding_server_name};
 
 #[cfg(test)]

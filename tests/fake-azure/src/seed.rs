@@ -31,6 +31,11 @@
 //! ```
 //!
 //! Entries with the same secret name are successive versions, oldest first.
+//! Vaults may also list `keys` ([`KeySeed`]: `name`, `kty`, `crv`, `n`,
+//! `e`, `x`, `y`, `enabled`) and `certificates` ([`CertificateSeed`]:
+//! `name`, `cer`, `secret_value`, `content_type`, optional `key`,
+//! `enabled`); a certificate version creates its backing secret (and key)
+//! version with the same version id, as Key Vault does.
 //! `kid: true` marks a certificate-backed secret: the bundle then carries
 //! `kid` (`https://{vault}.../keys/{name}/{version}`) and `managed: true`.
 
@@ -112,6 +117,74 @@ pub struct VaultSeed {
     /// Secret versions, oldest first.
     #[serde(default)]
     pub secrets: Vec<SecretSeed>,
+    /// Key versions, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeySeed>,
+    /// Certificate versions, oldest first (each also creates the backing
+    /// secret and, with a `key`, the key version of the same id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateSeed>,
+}
+
+/// One key version: the public JSON Web Key Key Vault returns (base64url
+/// fields, unpadded).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySeed {
+    /// Key name.
+    pub name: String,
+    /// `kty`: `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct`, `oct-HSM`.
+    pub kty: String,
+    /// `crv` of EC keys: `P-256`, `P-384`, `P-521`, `P-256K`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// RSA modulus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// EC x coordinate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// EC y coordinate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Whether this version is enabled (default true).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+/// One certificate version.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSeed {
+    /// Certificate name (also the name of its secret and key).
+    pub name: String,
+    /// The certificate, base64 (standard, padded) DER: the bundle's `cer`.
+    pub cer: String,
+    /// The backing secret's value: base64 PFX or PEM text.
+    pub secret_value: String,
+    /// The backing secret's content type: `application/x-pkcs12` or
+    /// `application/x-pem-file`.
+    pub content_type: String,
+    /// The public key, served at `/keys/{name}/{version}` when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySeed>,
+    /// Whether this version is enabled (default true).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for CertificateSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateSeed")
+            .field("name", &self.name)
+            .field("secret_value", &"...")
+            .field("content_type", &self.content_type)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One secret version.
@@ -214,6 +287,7 @@ impl Seed {
                 tenant_id: BLOG_TENANT_ID.to_string(),
                 access: vec![BLOG_CLIENT_ID.to_string()],
                 secrets: vec![SecretSeed::new(BLOG_SECRET_NAME, BLOG_SECRET_VALUE)],
+                ..VaultSeed::default()
             }],
         }
     }

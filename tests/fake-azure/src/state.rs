@@ -1,5 +1,5 @@
 //! The fake's live registry: app registrations, vaults with versioned
-//! secrets, and the access tokens it has issued.
+//! secrets, keys and certificates, and the access tokens it has issued.
 //!
 //! Built from a [`Seed`](crate::Seed) and mutated through `FakeAzure` or the
 //! control API. It is plain data behind one mutex; it performs no I/O and
@@ -11,13 +11,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::ids::IdGen;
-use crate::seed::{AppSeed, FederatedCredential, SecretSeed, Seed, VaultSeed};
+use crate::seed::{
+    AppSeed, CertificateSeed, FederatedCredential, KeySeed, SecretSeed, Seed, VaultSeed,
+};
 
 /// How long issued access tokens live unless changed (Entra ID's usual value).
 pub(crate) const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 3599;
 
 /// Spacing of seeded versions' `created` times, so their order is clear.
 const SEED_VERSION_SPACING_SECS: i64 = 60;
+
+/// Version listings' page length when the client sends no `maxresults`
+/// (Key Vault's default).
+const DEFAULT_PAGE_SIZE: usize = 25;
 
 /// Issued tokens kept before expired ones are pruned.
 const TOKEN_PRUNE_THRESHOLD: usize = 4096;
@@ -40,6 +46,55 @@ pub(crate) struct Vault {
     pub tenant_id: String,
     access: BTreeSet<String>,
     secrets: BTreeMap<String, Secret>,
+    keys: BTreeMap<String, Versioned<KeyData>>,
+    certificates: BTreeMap<String, Versioned<CertificateData>>,
+}
+
+/// The object collections of a vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `/secrets`.
+    Secrets,
+    /// `/keys`.
+    Keys,
+    /// `/certificates`.
+    Certificates,
+}
+
+/// A key or certificate and its versions, oldest first.
+#[derive(Debug)]
+pub(crate) struct Versioned<T> {
+    pub name: String,
+    pub versions: Vec<Version<T>>,
+}
+
+/// One version of a key or certificate.
+#[derive(Debug)]
+pub(crate) struct Version<T> {
+    pub version: String,
+    pub enabled: bool,
+    pub created: i64,
+    pub updated: i64,
+    /// Whether it belongs to a certificate (keys: `managed: true`).
+    pub managed: bool,
+    pub data: T,
+}
+
+/// A key version's public JWK fields.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyData {
+    pub kty: String,
+    pub crv: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+}
+
+/// A certificate version's DER (base64).
+#[derive(Debug, Clone)]
+pub(crate) struct CertificateData {
+    pub cer: String,
 }
 
 /// A secret and its versions, oldest first.
@@ -111,6 +166,7 @@ pub(crate) struct State {
     node: NodeIdentities,
     /// (namespace, pod name) → client id, as aad-pod-identity's NMI sees it.
     pod_identities: BTreeMap<(String, String), String>,
+    page_size: usize,
 }
 
 // === impl State ===
@@ -126,6 +182,7 @@ impl State {
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             node: NodeIdentities::default(),
             pod_identities: BTreeMap::new(),
+            page_size: DEFAULT_PAGE_SIZE,
         };
         for app in &seed.apps {
             state.add_app(app)?;
@@ -179,15 +236,29 @@ impl State {
             tenant_id: seed.tenant_id.to_ascii_lowercase(),
             access: seed.access.iter().map(|c| c.to_ascii_lowercase()).collect(),
             secrets: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            certificates: BTreeMap::new(),
+        };
+        let created = |names: &mut dyn Iterator<Item = &String>, name: &str| {
+            let later = names.filter(|n| n.eq_ignore_ascii_case(name)).count();
+            now - i64::try_from(later).unwrap_or(0) * SEED_VERSION_SPACING_SECS
         };
         for (i, secret) in seed.secrets.iter().enumerate() {
-            let later = seed.secrets[i + 1..]
-                .iter()
-                .filter(|s| s.name.eq_ignore_ascii_case(&secret.name))
-                .count();
-            let count = i64::try_from(later).unwrap_or(0);
-            let created = now - count * SEED_VERSION_SPACING_SECS;
-            vault.push_version(secret, &mut self.ids, created)?;
+            let at = created(
+                &mut seed.secrets[i + 1..].iter().map(|s| &s.name),
+                &secret.name,
+            );
+            vault.push_version(secret, &mut self.ids, at)?;
+        }
+        for (i, key) in seed.keys.iter().enumerate() {
+            let at = created(&mut seed.keys[i + 1..].iter().map(|k| &k.name), &key.name);
+            let version = self.ids.version_id();
+            vault.push_key(key, version, at, false)?;
+        }
+        for (i, cert) in seed.certificates.iter().enumerate() {
+            let rest = &seed.certificates[i + 1..];
+            let at = created(&mut rest.iter().map(|c| &c.name), &cert.name);
+            vault.push_certificate(cert, &mut self.ids, at)?;
         }
         self.vaults.insert(key, vault);
         Ok(())
@@ -205,6 +276,85 @@ impl State {
             .get_mut(&vault.to_ascii_lowercase())
             .ok_or_else(|| StateError::UnknownVault(vault.to_string()))?;
         v.push_version(secret, &mut self.ids, now)
+    }
+
+    /// Adds a new newest key version; returns its version id.
+    pub(crate) fn add_key(
+        &mut self,
+        vault: &str,
+        key: &KeySeed,
+        now: i64,
+    ) -> Result<String, StateError> {
+        let v = self
+            .vaults
+            .get_mut(&vault.to_ascii_lowercase())
+            .ok_or_else(|| StateError::UnknownVault(vault.to_string()))?;
+        let version = self.ids.version_id();
+        v.push_key(key, version, now, false)
+    }
+
+    /// Adds a new newest certificate version (and its secret and key
+    /// versions); returns the version id they share.
+    pub(crate) fn add_certificate(
+        &mut self,
+        vault: &str,
+        cert: &CertificateSeed,
+        now: i64,
+    ) -> Result<String, StateError> {
+        let v = self
+            .vaults
+            .get_mut(&vault.to_ascii_lowercase())
+            .ok_or_else(|| StateError::UnknownVault(vault.to_string()))?;
+        v.push_certificate(cert, &mut self.ids, now)
+    }
+
+    /// Enables or disables one version of a key or certificate (a
+    /// certificate's secret and key versions follow it).
+    pub(crate) fn set_object_version_enabled(
+        &mut self,
+        vault: &str,
+        kind: Kind,
+        name: &str,
+        version: &str,
+        enabled: bool,
+        now: i64,
+    ) -> Result<(), StateError> {
+        if kind == Kind::Secrets {
+            return self.set_version_enabled(vault, name, version, enabled, now);
+        }
+        let v = self
+            .vaults
+            .get_mut(&vault.to_ascii_lowercase())
+            .ok_or_else(|| StateError::UnknownVault(vault.to_string()))?;
+        let unknown = || StateError::UnknownVersion {
+            vault: vault.to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+        };
+        let key = name.to_ascii_lowercase();
+        if kind == Kind::Certificates {
+            let cert = v.certificates.get_mut(&key).ok_or_else(unknown)?;
+            set_enabled(&mut cert.versions, version, enabled, now).ok_or_else(unknown)?;
+        }
+        if let Some(k) = v.keys.get_mut(&key) {
+            let found = set_enabled(&mut k.versions, version, enabled, now);
+            if kind == Kind::Keys {
+                found.ok_or_else(unknown)?;
+            }
+        } else if kind == Kind::Keys {
+            return Err(unknown());
+        }
+        if kind == Kind::Certificates
+            && let Some(secret) = v.secrets.get_mut(&key)
+            && let Some(sv) = secret
+                .versions
+                .iter_mut()
+                .find(|sv| sv.version.eq_ignore_ascii_case(version))
+        {
+            sv.enabled = enabled;
+            sv.updated = now.max(sv.created);
+        }
+        Ok(())
     }
 
     pub(crate) fn set_version_enabled(
@@ -285,6 +435,16 @@ impl State {
         let t = tenant.to_ascii_lowercase();
         self.apps.values().any(|a| a.tenant_id == t)
             || self.vaults.values().any(|v| v.tenant_id == t)
+    }
+
+    /// Page length of version listings without `maxresults`.
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Sets the page length (1..=25) of listings without `maxresults`.
+    pub(crate) fn set_page_size(&mut self, size: usize) {
+        self.page_size = size.clamp(1, DEFAULT_PAGE_SIZE);
     }
 
     pub(crate) fn token_lifetime_secs(&self) -> i64 {
@@ -387,10 +547,95 @@ impl Vault {
         self.access.contains(&client_id.to_ascii_lowercase())
     }
 
+    pub(crate) fn key(&self, name: &str) -> Option<&Versioned<KeyData>> {
+        self.keys.get(&name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn certificate(&self, name: &str) -> Option<&Versioned<CertificateData>> {
+        self.certificates.get(&name.to_ascii_lowercase())
+    }
+
+    fn push_key(
+        &mut self,
+        seed: &KeySeed,
+        version: String,
+        now: i64,
+        managed: bool,
+    ) -> Result<String, StateError> {
+        let data = KeyData {
+            kty: seed.kty.clone(),
+            crv: seed.crv.clone(),
+            n: seed.n.clone(),
+            e: seed.e.clone(),
+            x: seed.x.clone(),
+            y: seed.y.clone(),
+        };
+        push(
+            &mut self.keys,
+            "key",
+            &seed.name,
+            version.clone(),
+            now,
+            seed.enabled,
+            managed,
+            data,
+        )?;
+        Ok(version)
+    }
+
+    fn push_certificate(
+        &mut self,
+        seed: &CertificateSeed,
+        ids: &mut IdGen,
+        now: i64,
+    ) -> Result<String, StateError> {
+        let version = ids.version_id();
+        let data = CertificateData {
+            cer: seed.cer.clone(),
+        };
+        let created = push(
+            &mut self.certificates,
+            "certificate",
+            &seed.name,
+            version.clone(),
+            now,
+            seed.enabled,
+            true,
+            data,
+        )?;
+        let secret = SecretSeed {
+            name: seed.name.clone(),
+            value: seed.secret_value.clone(),
+            content_type: Some(seed.content_type.clone()),
+            enabled: seed.enabled,
+            kid: true,
+        };
+        self.push_secret_version(&secret, version.clone(), created)?;
+        if let Some(key) = &seed.key {
+            let key = KeySeed {
+                name: seed.name.clone(),
+                enabled: seed.enabled,
+                ..key.clone()
+            };
+            self.push_key(&key, version.clone(), created, true)?;
+        }
+        Ok(version)
+    }
+
     fn push_version(
         &mut self,
         seed: &SecretSeed,
         ids: &mut IdGen,
+        now: i64,
+    ) -> Result<String, StateError> {
+        let version = ids.version_id();
+        self.push_secret_version(seed, version, now)
+    }
+
+    fn push_secret_version(
+        &mut self,
+        seed: &SecretSeed,
+        version: String,
         now: i64,
     ) -> Result<String, StateError> {
         if !valid_object_name(&seed.name) {
@@ -410,7 +655,6 @@ impl Vault {
             .versions
             .last()
             .map_or(now, |last| now.max(last.created + 1));
-        let version = ids.version_id();
         secret.versions.push(SecretVersion {
             version: version.clone(),
             value: seed.value.clone(),
@@ -421,6 +665,81 @@ impl Vault {
             cert_backed: seed.kid,
         });
         Ok(version)
+    }
+}
+
+/// Appends a version to a key or certificate; returns its `created` time.
+#[allow(clippy::too_many_arguments)]
+fn push<T>(
+    map: &mut BTreeMap<String, Versioned<T>>,
+    kind: &'static str,
+    name: &str,
+    version: String,
+    now: i64,
+    enabled: bool,
+    managed: bool,
+    data: T,
+) -> Result<i64, StateError> {
+    if !valid_object_name(name) {
+        return Err(StateError::InvalidName {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    let object = map
+        .entry(name.to_ascii_lowercase())
+        .or_insert_with(|| Versioned {
+            name: name.to_string(),
+            versions: Vec::new(),
+        });
+    let created = object
+        .versions
+        .last()
+        .map_or(now, |last| now.max(last.created + 1));
+    object.versions.push(Version {
+        version: version.clone(),
+        enabled,
+        created,
+        updated: created,
+        managed,
+        data,
+    });
+    Ok(created)
+}
+
+fn set_enabled<T>(
+    versions: &mut [Version<T>],
+    version: &str,
+    enabled: bool,
+    now: i64,
+) -> Option<()> {
+    let found = versions
+        .iter_mut()
+        .find(|v| v.version.eq_ignore_ascii_case(version))?;
+    found.enabled = enabled;
+    found.updated = now.max(found.created);
+    Some(())
+}
+
+// === impl Versioned ===
+
+impl<T> Versioned<T> {
+    /// The current version: the newest, whether or not it is enabled.
+    pub(crate) fn latest(&self) -> Option<&Version<T>> {
+        self.versions.last()
+    }
+
+    pub(crate) fn version(&self, version: &str) -> Option<&Version<T>> {
+        self.versions
+            .iter()
+            .find(|v| v.version.eq_ignore_ascii_case(version))
+    }
+
+    /// Versions in listing order: by version id, unrelated to age.
+    pub(crate) fn listing_order(&self) -> Vec<&Version<T>> {
+        let mut all: Vec<&Version<T>> = self.versions.iter().collect();
+        all.sort_by(|a, b| a.version.cmp(&b.version));
+        all
     }
 }
 

@@ -62,8 +62,15 @@ impl<'a> Route<'a> {
         }
     }
 
-    /// Serves the request; `base` is `https://{host}`.
-    pub(crate) fn serve(&self, vault: &Vault, base: &str, req: &Req) -> Result<Value, KvError> {
+    /// Serves the request; `base` is `https://{host}`; `page_size` is the
+    /// page length when the client sends no `maxresults`.
+    pub(crate) fn serve(
+        &self,
+        vault: &Vault,
+        base: &str,
+        req: &Req,
+        page_size: usize,
+    ) -> Result<Value, KvError> {
         let name = match self {
             Self::Get { name, .. } | Self::Versions { name } => *name,
         };
@@ -75,7 +82,7 @@ impl<'a> Route<'a> {
         match self {
             Self::Get { version, .. } => get(vault, base, name, *version),
             Self::Versions { .. } => {
-                let page = Page::from_query(req)?;
+                let page = Page::from_query(req, page_size)?;
                 list_versions(
                     vault,
                     base,
@@ -163,9 +170,9 @@ pub(crate) struct Page {
 // === impl Page ===
 
 impl Page {
-    pub(crate) fn from_query(req: &Req) -> Result<Self, KvError> {
+    pub(crate) fn from_query(req: &Req, default_max: usize) -> Result<Self, KvError> {
         let max = match req.query("maxresults") {
-            None => MAX_RESULTS,
+            None => default_max.clamp(1, MAX_RESULTS),
             Some(raw) => raw
                 .parse::<usize>()
                 .ok()

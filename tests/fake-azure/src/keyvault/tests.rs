@@ -294,7 +294,7 @@ async fn token_for(shared: &Shared, scope: &str) -> String {
 async fn unsupported_operations_are_explicit() {
     let shared = blog();
     let token = blog_token(&shared).await;
-    let (status, body, _) = send(&shared, &get(VAULT_HOST, "/keys/k1", API, Some(&token))).await;
+    let (status, body, _) = send(&shared, &get(VAULT_HOST, "/keys", API, Some(&token))).await;
     assert_eq!(status, 405);
     assert_eq!(body["error"]["code"], "NotSupported");
     assert_eq!(
@@ -456,10 +456,199 @@ fn routes_secret_paths() {
     assert_eq!(KvRoute::parse(&get, &["secrets"]), KvRoute::Unsupported);
     assert_eq!(
         KvRoute::parse(&get, &["certificates", "c"]),
-        KvRoute::Unsupported
+        KvRoute::KeysOrCertificates(super::objects::Route::Get {
+            kind: crate::state::Kind::Certificates,
+            name: "c",
+            version: None
+        })
     );
+    assert_eq!(
+        KvRoute::parse(&get, &["keys", "k", "versions"]),
+        KvRoute::KeysOrCertificates(super::objects::Route::Versions {
+            kind: crate::state::Kind::Keys,
+            name: "k"
+        })
+    );
+    assert_eq!(KvRoute::parse(&get, &["keys"]), KvRoute::Unsupported);
     assert_eq!(
         KvRoute::parse(&hyper::Method::PUT, &["secrets", "a"]),
         KvRoute::Unsupported
     );
+}
+
+fn rsa_key(name: &str) -> crate::seed::KeySeed {
+    crate::seed::KeySeed {
+        name: name.into(),
+        kty: "RSA-HSM".into(),
+        n: Some("xjlCRBqkOfRHo1Gr".into()),
+        e: Some("AQAB".into()),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn keys_answer_jwk_bundles_and_page_their_versions() {
+    let shared = blog();
+    let token = blog_token(&shared).await;
+    let mut versions = Vec::new();
+    for _ in 0..5 {
+        versions.push(
+            shared
+                .state()
+                .add_key(BLOG_VAULT, &rsa_key("signing"), crate::ids::now_unix())
+                .expect("add key"),
+        );
+    }
+    let (status, body, _) = send(
+        &shared,
+        &get(VAULT_HOST, "/keys/signing", API, Some(&token)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["key"]["kid"],
+        format!("https://{VAULT_HOST}/keys/signing/{}", versions[4])
+    );
+    assert_eq!(body["key"]["kty"], "RSA-HSM");
+    assert_eq!(body["key"]["n"], "xjlCRBqkOfRHo1Gr");
+    assert_eq!(body["key"]["e"], "AQAB");
+    assert!(body["key"].get("crv").is_none());
+    assert_eq!(body["attributes"]["enabled"], true);
+
+    shared.state().set_page_size(2);
+    let mut listed = BTreeSet::new();
+    let mut path_and_query = ("/keys/signing/versions".to_string(), API.to_string());
+    for page in 0.. {
+        let (status, body, _) = send(
+            &shared,
+            &get(
+                VAULT_HOST,
+                &path_and_query.0,
+                &path_and_query.1,
+                Some(&token),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["value"].as_array().expect("value");
+        assert!(items.len() <= 2);
+        for item in items {
+            let kid = item["kid"].as_str().expect("kid");
+            listed.insert(kid.rsplit('/').next().unwrap_or_default().to_string());
+            assert!(item["attributes"]["created"].is_i64());
+        }
+        let Some(next) = body["nextLink"].as_str() else {
+            assert_eq!(page, 2, "5 versions in pages of 2");
+            break;
+        };
+        let rest = next
+            .strip_prefix(&format!("https://{VAULT_HOST}:443"))
+            .expect("next link on the vault");
+        let (path, query) = rest.split_once('?').expect("query");
+        path_and_query = (path.to_string(), query.to_string());
+    }
+    assert_eq!(listed, versions.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        shared
+            .counters()
+            .keyvault_requests_with(BLOG_VAULT, op::LIST_KEY_VERSIONS, 200),
+        3
+    );
+
+    shared
+        .state()
+        .set_object_version_enabled(
+            BLOG_VAULT,
+            crate::state::Kind::Keys,
+            "signing",
+            &versions[4],
+            false,
+            0,
+        )
+        .expect("disable");
+    let (status, body, _) = send(
+        &shared,
+        &get(VAULT_HOST, "/keys/signing", API, Some(&token)),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["innererror"]["code"], "KeyDisabled");
+    let (status, body, _) = send(&shared, &get(VAULT_HOST, "/keys/nope", API, Some(&token))).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "KeyNotFound");
+}
+
+#[tokio::test]
+async fn certificates_share_their_version_with_secret_and_key() {
+    let shared = blog();
+    let token = blog_token(&shared).await;
+    let seed = crate::seed::CertificateSeed {
+        name: "tls".into(),
+        cer: "MIIBfake".into(),
+        secret_value: "TUlJS2Zha2U=".into(),
+        content_type: "application/x-pkcs12".into(),
+        key: Some(rsa_key("ignored")),
+        enabled: true,
+    };
+    let v = shared
+        .state()
+        .add_certificate(BLOG_VAULT, &seed, crate::ids::now_unix())
+        .expect("add certificate");
+    let (status, cert, _) = send(
+        &shared,
+        &get(VAULT_HOST, "/certificates/tls", API, Some(&token)),
+    )
+    .await;
+    assert_eq!(status, 200, "{cert}");
+    assert_eq!(
+        cert["id"],
+        format!("https://{VAULT_HOST}/certificates/tls/{v}")
+    );
+    assert_eq!(cert["kid"], format!("https://{VAULT_HOST}/keys/tls/{v}"));
+    assert_eq!(cert["sid"], format!("https://{VAULT_HOST}/secrets/tls/{v}"));
+    assert_eq!(cert["cer"], "MIIBfake");
+    let (status, secret, _) =
+        send(&shared, &get(VAULT_HOST, "/secrets/tls", API, Some(&token))).await;
+    assert_eq!(status, 200);
+    assert_eq!(secret["id"], cert["sid"]);
+    assert_eq!(secret["kid"], cert["kid"]);
+    assert_eq!(secret["contentType"], "application/x-pkcs12");
+    assert_eq!(secret["value"], "TUlJS2Zha2U=");
+    let (status, key, _) = send(&shared, &get(VAULT_HOST, "/keys/tls", API, Some(&token))).await;
+    assert_eq!(status, 200);
+    assert_eq!(key["key"]["kid"], cert["kid"]);
+    assert_eq!(key["managed"], true);
+
+    let (status, list, _) = send(
+        &shared,
+        &get(VAULT_HOST, "/certificates/tls/versions", API, Some(&token)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["value"][0]["id"], cert["id"]);
+    assert!(list["nextLink"].is_null());
+
+    shared
+        .state()
+        .set_object_version_enabled(
+            BLOG_VAULT,
+            crate::state::Kind::Certificates,
+            "tls",
+            &v,
+            false,
+            0,
+        )
+        .expect("disable");
+    for path in ["/certificates/tls", "/secrets/tls", "/keys/tls"] {
+        let (status, _, _) = send(&shared, &get(VAULT_HOST, path, API, Some(&token))).await;
+        assert_eq!(status, 403, "{path} follows the certificate");
+    }
+    let (status, body, _) = send(
+        &shared,
+        &get(VAULT_HOST, "/certificates/none", API, Some(&token)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "CertificateNotFound");
 }
