@@ -711,7 +711,12 @@ async fn checklist_04_parameter_keys_are_exact_and_trimmed() {
     spc.parameters.remove("keyvaultName");
     spc.parameters.insert("KeyVaultName".into(), name);
     let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
-    assert_eq!(failure(&status), "keyvaultName is not provided");
+    // Upstream's text first, then our hint (issue 4).
+    assert_eq!(
+        failure(&status),
+        "keyvaultName is not provided (did you mean \"keyvaultName\"? \"KeyVaultName\" \
+         is not a parameter; parameter names are case-sensitive)"
+    );
 }
 
 /// Checklist 5: Go `ParseBool` semantics and error text.
