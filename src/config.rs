@@ -108,6 +108,7 @@ impl Config {
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
                 mount_timeout: args.mount_timeout,
+                max_response_bytes: args.max_call_send_msg_size,
                 render: RenderOptions {
                     construct_pem_chain: args.construct_pem_chain,
                     write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,

@@ -32,7 +32,14 @@ pub struct MountOptions {
     pub mount_timeout: std::time::Duration,
     /// `--construct-pem-chain`, `--write-cert-and-key-in-separate-files`.
     pub render: RenderOptions,
+    /// `--max-call-send-msg-size`: the largest response a mount may
+    /// produce (the driver refuses larger ones).
+    pub max_response_bytes: usize,
 }
+
+/// The driver's default `--max-call-recv-msg-size` (4 MiB): a larger
+/// response is refused by its gRPC client.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
 /// mount, so our error (naming the endpoint) reaches the pod's events.
@@ -44,6 +51,7 @@ impl Default for MountOptions {
             max_concurrent_fetches: 8,
             mount_timeout: DEFAULT_MOUNT_TIMEOUT,
             render: RenderOptions::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -79,6 +87,18 @@ pub enum MountError {
          <file>.key for certificate-backed secrets); change an objectAlias"
     )]
     DuplicateFile(String),
+    /// The files would make a response the driver refuses.
+    #[error(
+        "the mount's files exceed {limit} bytes, the most the driver accepts (its \
+         --max-call-recv-msg-size, 4 MiB by default; ours is --max-call-send-msg-size), at file \
+         {path:?} ({size} bytes, {id}); mount fewer or smaller objects, or raise both limits"
+    )]
+    ResponseTooLarge {
+        limit: usize,
+        path: String,
+        size: usize,
+        id: String,
+    },
 }
 
 /// A failure while fetching or rendering one object.
@@ -100,6 +120,7 @@ impl MountError {
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
             Self::DuplicateFile(_) => Cow::Borrowed("DuplicateFile"),
+            Self::ResponseTooLarge { .. } => Cow::Borrowed("ResponseTooLarge"),
         }
     }
 }
@@ -180,8 +201,12 @@ impl Mounter {
             .flatten()
             .map(|step| self.step(vault, &token, step, params))
             .collect();
+        // Checked as files arrive, so a mount too large for the driver stops
+        // early instead of holding everything in memory first.
+        let mut size = ResponseSize::new(self.options.max_response_bytes);
         let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
             .buffered(limit)
+            .and_then(|files| std::future::ready(size.add(files)))
             .try_collect()
             .await
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
@@ -362,6 +387,45 @@ impl Mounter {
             }
         }
     }
+}
+
+/// The running size of a mount's response, against its limit.
+struct ResponseSize {
+    total: usize,
+    limit: usize,
+}
+
+impl ResponseSize {
+    fn new(limit: usize) -> Self {
+        Self { total: 0, limit }
+    }
+
+    /// Counts one object version's files; an error once the total is over.
+    fn add(&mut self, files: Vec<render::Rendered>) -> Result<Vec<render::Rendered>, MountError> {
+        for item in &files {
+            self.total += encoded_size_bound(item);
+            if self.total > self.limit {
+                return Err(MountError::ResponseTooLarge {
+                    limit: self.limit,
+                    path: item.file.path.clone(),
+                    size: item.file.contents.len(),
+                    id: item.version.id.clone(),
+                });
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// An upper bound of what one file and its object version add to the
+/// encoded `MountResponse`: the strings and contents plus protobuf framing
+/// (tags and length prefixes, at most 48 bytes for both messages).
+pub fn encoded_size_bound(item: &render::Rendered) -> usize {
+    item.file.path.len()
+        + item.file.contents.len()
+        + item.version.id.len()
+        + item.version.version.len()
+        + 48
 }
 
 /// One version of one object to fetch and render.

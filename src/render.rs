@@ -10,14 +10,14 @@
 //! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading),
 //! `private_key` (PKCS#8 as upstream writes it), `chain` (leaf → root).
 
-mod chain;
+pub(crate) mod chain;
 mod der;
 #[cfg(test)]
 mod fixtures;
-mod jwk;
-mod pem;
-mod pkcs12;
-mod private_key;
+pub(crate) mod jwk;
+pub(crate) mod pem;
+pub(crate) mod pkcs12;
+pub(crate) mod private_key;
 
 pub use jwk::{Jwk, KeyError};
 pub use pkcs12::Pkcs12Error;

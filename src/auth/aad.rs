@@ -49,7 +49,7 @@ pub(super) fn endpoint(authority_host: &str, tenant_id: &str) -> String {
 
 /// A token and its lifetime (`Debug` redacts the token).
 #[derive(Debug)]
-pub(super) struct Token {
+pub(crate) struct Token {
     pub secret: SecretString,
     pub expires_in: Option<Duration>,
 }
@@ -144,7 +144,7 @@ pub(super) fn seconds(value: Option<&serde_json::Value>) -> Option<u64> {
 }
 
 /// Decodes a token endpoint answer.
-pub(super) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
+pub(crate) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
     if (200..300).contains(&status) {
         let answer: TokenAnswer =
             serde_json::from_slice(body).map_err(|e| AadError::Malformed {
