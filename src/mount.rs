@@ -293,6 +293,8 @@ impl Mounter {
     ) -> Result<Vec<render::Rendered>, MountError> {
         let object = step.object;
         let result = async {
+            #[cfg(debug_assertions)]
+            test_panic_hook(object);
             let started = Instant::now();
             let fetched = self.fetch(vault, token, object, &step.version).await;
             self.observe_fetch(object, started.elapsed(), &fetched);
@@ -426,6 +428,22 @@ pub fn encoded_size_bound(item: &render::Rendered) -> usize {
         + item.version.id.len()
         + item.version.version.len()
         + 48
+}
+
+/// Debug builds only: the environment variable that makes the fetch of
+/// the object it names panic.
+#[cfg(debug_assertions)]
+pub const TEST_PANIC_ENV: &str = "AKV_CSI_PROVIDER_TEST_PANIC_OBJECT";
+
+/// Debug builds only (release builds have no such code): panics inside the
+/// mount when `AKV_CSI_PROVIDER_TEST_PANIC_OBJECT` names this object, while
+/// the mount's other fetches are in flight, so a test can prove a panic
+/// fails that mount alone.
+#[cfg(debug_assertions)]
+fn test_panic_hook(object: &KeyVaultObject) {
+    if std::env::var_os(TEST_PANIC_ENV).is_some_and(|name| name == object.name.as_str()) {
+        panic!("test panic inside the mount while fetching {}", object.name);
+    }
 }
 
 /// One version of one object to fetch and render.
