@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::counters::Counters;
-use crate::faults::{Faults, Limit, Target};
+use crate::faults::{Faults, Limit, Target, Transport};
 use crate::ids::{self, IdGen};
 use crate::seed::{AppSeed, CertificateSeed, KeySeed, SecretSeed, Seed, VaultSeed};
 use crate::server;
@@ -361,6 +361,11 @@ impl FakeAzure {
             .faults()
             .fail_5xx(target, status, count)
             .map_err(anyhow::Error::msg)
+    }
+
+    /// Breaks the transport of the next `count` responses of `target`.
+    pub fn transport_fault(&self, target: Target, fault: Transport, count: u32) {
+        self.shared.faults().transport(target, fault, count);
     }
 
     /// Removes all latency, throttling and errors.

@@ -1,11 +1,15 @@
 //! Fault injection: added latency, throttling (429 + `Retry-After`) and
-//! server errors, per target service.
+//! server errors, per target service; and transport faults: no answer at
+//! all, a connection reset in the middle of the body, a body cut in half
+//! (malformed JSON), a body that stalls half-way.
 //!
 //! This module only decides *whether* a request is hit; the handlers in
-//! `aad.rs` and `keyvault.rs` shape the response the way each service would.
-//! Faults apply to every request to the target (including Key Vault's
-//! unauthenticated challenge probe) until their count or deadline runs out.
-//! When both are set, throttling is consumed before server errors.
+//! `aad.rs` and `keyvault.rs` shape the response the way each service would,
+//! and `server.rs` breaks the transport. Faults apply to every request to
+//! the target (including Key Vault's unauthenticated challenge probe) until
+//! their count or deadline runs out. When both are set, throttling is
+//! consumed before server errors; a transport fault applies on top of
+//! whatever the handler answered.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -45,14 +49,59 @@ pub(crate) enum Injected {
     ServerError(u16),
 }
 
-/// A fault as sent to `POST /_fake/faults`. Any combination of the three
-/// fields may be given; each replaces the target's current fault of its kind.
+/// What a transport fault does to a response (HTTP/1.1 closes the
+/// connection where this says reset; HTTP/2 resets the stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// No answer at all: reset before any header is sent.
+    Drop,
+    /// Status, headers (with the full `Content-Length`) and the first half
+    /// of the body, then a reset.
+    ResetMidBody,
+    /// The answer with its body cut in half, so JSON does not parse.
+    Malformed,
+    /// The first half of the body, then a pause, then the rest.
+    StallBody(Duration),
+}
+
+/// Kinds of [`Transport`] faults in a [`TransportSpec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// [`Transport::Drop`].
+    Drop,
+    /// [`Transport::ResetMidBody`].
+    ResetMidBody,
+    /// [`Transport::Malformed`].
+    Malformed,
+    /// [`Transport::StallBody`] for `stall_ms`.
+    StallBody,
+}
+
+/// A transport fault for the next `count` requests (default 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportSpec {
+    /// What happens to the response.
+    pub kind: TransportKind,
+    /// Number of requests hit.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// The pause of `stall_body`, in milliseconds.
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
+}
+
+/// A fault as sent to `POST /_fake/faults`. Any combination of the fields
+/// may be given; each replaces the target's current fault of its kind.
 ///
 /// ```json
 /// {"target": "key_vault", "latency_ms": 250}
 /// {"target": "aad", "throttle": {"retry_after_secs": 2, "count": 3}}
 /// {"target": "key_vault", "throttle": {"for_ms": 5000}}
 /// {"target": "key_vault", "fail_5xx": {"status": 503, "count": 1}}
+/// {"target": "imds", "transport": {"kind": "malformed", "count": 2}}
+/// {"target": "key_vault", "transport": {"kind": "stall_body", "stall_ms": 3000}}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +118,9 @@ pub struct FaultSpec {
     /// Fail requests with a 5xx status.
     #[serde(default)]
     pub fail_5xx: Option<FailSpec>,
+    /// Break the transport of responses.
+    #[serde(default)]
+    pub transport: Option<TransportSpec>,
 }
 
 /// Throttling, by count or for a duration (count wins if both are given;
@@ -102,6 +154,7 @@ struct TargetFaults {
     latency: Duration,
     throttle: Option<(Option<u64>, Limit)>,
     fail: Option<(u16, u32)>,
+    transport: Option<(Transport, u32)>,
 }
 
 /// The faults currently armed, per target.
@@ -153,6 +206,19 @@ impl Faults {
         Ok(())
     }
 
+    /// Arms a transport fault for the next `count` requests.
+    pub(crate) fn transport(&mut self, target: Target, fault: Transport, count: u32) {
+        self.slot(target).transport = (count > 0).then_some((fault, count));
+    }
+
+    /// Consumes one transport fault for a request to `target`, if armed.
+    pub(crate) fn take_transport(&mut self, target: Target) -> Option<Transport> {
+        let slot = self.slot(target);
+        let (fault, n) = slot.transport?;
+        slot.transport = (n > 1).then_some((fault, n - 1));
+        Some(fault)
+    }
+
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
@@ -161,6 +227,18 @@ impl Faults {
     pub(crate) fn apply(&mut self, spec: &FaultSpec, now: Instant) -> Result<(), String> {
         if let Some(f) = &spec.fail_5xx {
             self.fail_5xx(spec.target, f.status, f.count)?;
+        }
+        if let Some(t) = &spec.transport {
+            let fault = match t.kind {
+                TransportKind::Drop => Transport::Drop,
+                TransportKind::ResetMidBody => Transport::ResetMidBody,
+                TransportKind::Malformed => Transport::Malformed,
+                TransportKind::StallBody => {
+                    let ms = t.stall_ms.ok_or("stall_body needs stall_ms")?;
+                    Transport::StallBody(Duration::from_millis(ms))
+                }
+            };
+            self.transport(spec.target, fault, t.count.unwrap_or(1));
         }
         if let Some(ms) = spec.latency_ms {
             self.set_latency(spec.target, Duration::from_millis(ms));
@@ -262,5 +340,31 @@ mod tests {
         assert!(f.apply(&bad, now).is_err());
         f.clear();
         assert_eq!(f.take(Target::KeyVault, now), None);
+    }
+
+    #[test]
+    fn transport_faults_are_counted_per_target() {
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"target":"imds","transport":{"kind":"stall_body","stall_ms":30,"count":2}}"#,
+        )
+        .expect("parses");
+        let mut f = Faults::default();
+        f.apply(&spec, Instant::now()).expect("applies");
+        assert_eq!(f.take_transport(Target::Aad), None);
+        let stall = Some(Transport::StallBody(Duration::from_millis(30)));
+        assert_eq!(f.take_transport(Target::Imds), stall);
+        assert_eq!(f.take_transport(Target::Imds), stall);
+        assert_eq!(f.take_transport(Target::Imds), None);
+        let no_ms: FaultSpec =
+            serde_json::from_str(r#"{"target":"nmi","transport":{"kind":"stall_body"}}"#)
+                .expect("parses");
+        assert!(f.apply(&no_ms, Instant::now()).is_err());
+        f.transport(Target::Nmi, Transport::Malformed, 1);
+        assert_eq!(
+            f.take(Target::Nmi, Instant::now()),
+            None,
+            "not a service fault"
+        );
+        assert_eq!(f.take_transport(Target::Nmi), Some(Transport::Malformed));
     }
 }
