@@ -530,3 +530,135 @@ fn every_shuffle_of_a_chain_is_ordered() {
         }
     }
 }
+
+fn objects_attributes(yaml: &str) -> String {
+    serde_json::json!({
+        "csi.storage.k8s.io/pod.name": "p",
+        "csi.storage.k8s.io/pod.namespace": "n",
+        "keyvaultName": "kv",
+        "tenantId": "t",
+        "usePodIdentity": "true",
+        "objects": yaml,
+    })
+    .to_string()
+}
+
+/// The number of objects parsed from an `objects` YAML.
+fn parse_objects(yaml: &str) -> Result<usize, ParamsError> {
+    params::parse(
+        &objects_attributes(yaml),
+        "",
+        "420",
+        &ParseOptions::default(),
+    )
+    .map(|p| p.objects.len())
+}
+
+/// Hostile `objects` YAML is refused by name, without the parser's
+/// quadratic walk over deep flow nesting (minutes for 1 MiB of `[`) or an
+/// expansion of aliases.
+#[test]
+fn yaml_bombs_are_refused() {
+    let deep = "[".repeat((1 << 20) - 16);
+    assert!(matches!(
+        parse_objects(&format!("array: {deep}")),
+        Err(ParamsError::ObjectsTooDeep)
+    ));
+    assert!(matches!(
+        parse_objects(&format!("x: {deep}")),
+        Err(ParamsError::ObjectsTooDeep)
+    ));
+    // Nesting hidden in a double-quoted element is caught when that
+    // element is read.
+    let escaped = format!("array:\n  - \"objectName: {}\"\n", "[".repeat(100_000));
+    let err = parse_objects(&escaped).unwrap_err();
+    assert!(matches!(err, ParamsError::ObjectTooDeep(0)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "unmarshal failed for keyVaultObjects at index 0, error: it nests flow collections ([…] or {…}) more than 64 levels deep"
+    );
+    // Billion laughs: aliases of aliases. Our types take only scalars
+    // where an alias could be used, so nothing is expanded.
+    let mut laughs = String::from("a0: &a0 \"lol\"\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let err = parse_objects(&format!("{laughs}array: *a9\n")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid type: sequence, expected a string"),
+        "{err}"
+    );
+    let nested = laughs
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>();
+    let err = parse_objects(&format!("array:\n  - |\n{nested}")).unwrap_err();
+    assert!(
+        err.to_string().contains("Invalid vaultObjectTypes"),
+        "{err}"
+    );
+    // Many aliases of one scalar are as many objects: over the limit.
+    let many = format!("a: &a x\narray: [{}]", vec!["*a"; 200_000].join(","));
+    assert!(matches!(
+        parse_objects(&many),
+        Err(ParamsError::TooManyObjects(200_000))
+    ));
+    // Depth up to the limit is fine.
+    let ok = format!(
+        "x: {}{}\narray: []",
+        "[".repeat(params::MAX_FLOW_DEPTH),
+        "]".repeat(params::MAX_FLOW_DEPTH)
+    );
+    assert_eq!(parse_objects(&ok).unwrap(), 0);
+}
+
+/// A flow-style YAML value nested `depth` levels, with brackets in quoted
+/// scalars that are no collections.
+fn nested_flow(depth: usize, noise: &[u8]) -> String {
+    let mut text = String::new();
+    for level in 0..depth {
+        let distractor = match noise.get(level).copied().unwrap_or(0) % 4 {
+            0 => "v",
+            1 => "'[[{'",
+            2 => "\"]{[\\\"[\"",
+            _ => "'it''s [ {'",
+        };
+        if level % 2 == 0 {
+            text.push_str(&format!("[{distractor}, "));
+        } else {
+            text.push_str(&format!("{{d: {distractor}, a: "));
+        }
+    }
+    text.push('x');
+    for level in (0..depth).rev() {
+        text.push(if level % 2 == 0 { ']' } else { '}' });
+    }
+    text
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The depth guard counts collections exactly through quoted scalars
+    /// and other brackets: well-formed nesting up to the limit parses,
+    /// beyond it is refused before parsing.
+    #[test]
+    fn flow_depth_is_counted_through_distractors(
+        depth in 1usize..80,
+        noise in prop::collection::vec(any::<u8>(), 80),
+        comment in any::<bool>(),
+    ) {
+        let mut yaml = String::new();
+        if comment {
+            yaml.push_str("# [[[[[[[[ {{{{{{\nalias: a[1]{2}\n");
+        }
+        yaml.push_str(&format!("x: {}\narray: []\n", nested_flow(depth, &noise)));
+        match parse_objects(&yaml) {
+            Err(ParamsError::ObjectsTooDeep) => prop_assert!(depth > params::MAX_FLOW_DEPTH, "{yaml}"),
+            Ok(0) => prop_assert!(depth <= params::MAX_FLOW_DEPTH),
+            other => prop_assert!(false, "{other:?} for {yaml}"),
+        }
+    }
+}
