@@ -284,6 +284,19 @@ pub fn encode(registry: &Registry) -> String {
     text
 }
 
+impl From<crate::auth::Mode> for TokenMode {
+    fn from(mode: crate::auth::Mode) -> Self {
+        use crate::auth::Mode;
+        match mode {
+            Mode::WorkloadIdentity => Self::WorkloadIdentity,
+            Mode::ServicePrincipal => Self::ServicePrincipal,
+            Mode::VmManagedIdentity => Self::VmManagedIdentity,
+            Mode::PodIdentity => Self::PodIdentity,
+            Mode::IdentityBinding => Self::TokenProxy,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,18 +394,5 @@ mod tests {
         assert!(encode(&registry).contains("akv_mounts_in_flight 1\n"));
         drop(guard);
         assert!(encode(&registry).contains("akv_mounts_in_flight 0\n"));
-    }
-}
-
-impl From<crate::auth::Mode> for TokenMode {
-    fn from(mode: crate::auth::Mode) -> Self {
-        use crate::auth::Mode;
-        match mode {
-            Mode::WorkloadIdentity => Self::WorkloadIdentity,
-            Mode::ServicePrincipal => Self::ServicePrincipal,
-            Mode::VmManagedIdentity => Self::VmManagedIdentity,
-            Mode::PodIdentity => Self::PodIdentity,
-            Mode::IdentityBinding => Self::TokenProxy,
-        }
     }
 }
