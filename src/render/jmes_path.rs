@@ -214,6 +214,44 @@ mod tests {
         assert_eq!(err.code(), "JmesPathFailed");
     }
 
+    /// The most deeply nested paths `object` accepts (32 operators) parse
+    /// and run on a thread with half a worker's stack (1 MiB), in debug
+    /// builds too; ~200 levels would overflow 2 MiB.
+    #[test]
+    fn the_most_complex_accepted_paths_fit_in_half_a_stack() {
+        let limit = crate::object::MAX_JMES_PATH_OPERATORS;
+        let paths = [
+            format!("a{}", "[]".repeat(limit)),
+            format!("{}a", "!".repeat(limit)),
+            format!("{}a{}", "(".repeat(limit), ")".repeat(limit)),
+            vec!["a"; limit + 1].join("."),
+            vec!["a"; limit / 2 + 1].join("||"),
+            format!("{}a{}", "abs(".repeat(limit), ")".repeat(limit)),
+            format!("{}@{}", "a[?".repeat(limit / 2), "]".repeat(limit / 2)),
+        ];
+        for path in paths {
+            let spec = crate::object::ObjectSpec {
+                name: "s".into(),
+                object_type: "secret".into(),
+                jmes_path: vec![crate::object::JmesPathSpec {
+                    path: path.clone(),
+                    alias: "out".into(),
+                    file_permission: String::new(),
+                }],
+                ..Default::default()
+            };
+            let object = crate::object::KeyVaultObject::from_spec(spec)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let entries = object.extensions.jmes_path;
+            let ran = std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || select(br#"{"a":{"a":[1,[2]]}}"#, &entries).is_ok())
+                .unwrap()
+                .join();
+            assert!(ran.is_ok(), "{path}");
+        }
+    }
+
     #[test]
     fn deep_json_is_refused_not_overflowed() {
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
