@@ -89,14 +89,14 @@ fn binary() -> PathBuf {
 
 async fn wait_serving(socket: &Path, started: Instant) -> anyhow::Result<Duration> {
     while started.elapsed() < Duration::from_secs(10) {
-        if socket.exists() {
-            if let Ok(mut client) = driver::connect(socket).await {
-                let version = VersionRequest {
-                    version: "v1alpha1".into(),
-                };
-                if client.version(version).await.is_ok() {
-                    return Ok(started.elapsed());
-                }
+        if socket.exists()
+            && let Ok(mut client) = driver::connect(socket).await
+        {
+            let version = VersionRequest {
+                version: "v1alpha1".into(),
+            };
+            if client.version(version).await.is_ok() {
+                return Ok(started.elapsed());
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -344,9 +344,7 @@ async fn p2_rotation(report: &mut Report) -> anyhow::Result<()> {
     fake.reset_counters();
     let took = mount(&provider.socket, &spc, &pod, &token).await?;
     let c = fake.counters();
-    report.line(format!(
-        "| secrets | token requests | challenges | Key Vault GETs | wall (ms) |"
-    ));
+    report.line("| secrets | token requests | challenges | Key Vault GETs | wall (ms) |");
     report.line("|---:|---:|---:|---:|---:|");
     report.line(format!(
         "| {n} | {} | {} | {} | {:.0} |",

@@ -155,5 +155,13 @@ def secret_seeds():
     for name, (selector, value) in seeds.items():
         write("secret", name, bytes([selector]) + value.encode())
 
-for f in [params_seeds, objects_seeds, pkcs12_seeds, chain_seeds, jwk_seeds, pem_seeds, keyvault_seeds, token_seeds, secret_seeds]:
+def jmespath_seeds():
+    doc = json.dumps({"username": "admin", "password": "p@ss", "nested": {"list": [1, 2, {"k": "v"}]}, "n": None})
+    for name, path in {"field": "username", "nested": "nested.list[2].k", "filter": "nested.list[?k=='v'] | [0]",
+                       "functions": "length(keys(@))", "multiselect": "{u: username, p: password}", "slice": "nested.list[::-1]",
+                       "null": "n", "bad": "username[", "literal": "`{\"a\": 1}`"}.items():
+        write("jmespath", name, f"{path}\0{doc}")
+    write("jmespath", "not-json", "username\0not json")
+
+for f in [jmespath_seeds, params_seeds, objects_seeds, pkcs12_seeds, chain_seeds, jwk_seeds, pem_seeds, keyvault_seeds, token_seeds, secret_seeds]:
     f()

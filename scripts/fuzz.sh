@@ -25,7 +25,9 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 cd fuzz
-cargo fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir" $targets
+for t in $targets; do
+  cargo fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir" "$t"
+done
 mkdir -p "$target_dir/corpus" "$target_dir/logs"
 summary="$target_dir/summary.txt"
 : >"$summary"

@@ -184,7 +184,9 @@ fn read_secret(flag: &'static str, path: &Path) -> Result<String, DryRunError> {
     })
 }
 
-/// One row per file: path, mode, size, object id, version.
+/// One row per file: path, mode, size, object id, version; then a row per
+/// object version without a file (an `optional` object that does not
+/// exist; the provider lists those last).
 fn table(response: &MountResponse) -> String {
     let mut rows = vec![[
         "PATH".to_owned(),
@@ -201,6 +203,15 @@ fn table(response: &MountResponse) -> String {
             file.contents.len().to_string(),
             version.map_or("-".to_owned(), |v| v.id.clone()),
             version.map_or("-".to_owned(), |v| v.version.clone()),
+        ]);
+    }
+    for version in response.object_version.iter().skip(response.files.len()) {
+        rows.push([
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            version.id.clone(),
+            version.version.clone(),
         ]);
     }
     let mut widths = [0usize; 5];
@@ -280,6 +291,34 @@ mod tests {
              db/password  0640  7     secret/db-password  0123abcd\n"
         );
         assert!(!table.contains("hunter2"));
+    }
+
+    #[test]
+    fn table_lists_missing_optional_objects_last() {
+        let response = MountResponse {
+            files: vec![File {
+                path: "a".into(),
+                mode: 0o644,
+                contents: b"x".to_vec(),
+            }],
+            object_version: vec![
+                ObjectVersion {
+                    id: "secret/a".into(),
+                    version: "v1".into(),
+                },
+                ObjectVersion {
+                    id: "secret/later".into(),
+                    version: "not-found".into(),
+                },
+            ],
+            error: None,
+        };
+        assert_eq!(
+            table(&response),
+            "PATH  MODE  SIZE  OBJECT ID     VERSION\n\
+             a     0644  1     secret/a      v1\n\
+             -     -     -     secret/later  not-found\n"
+        );
     }
 
     #[test]

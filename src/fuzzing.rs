@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("keyvault", keyvault),
     ("token", token),
     ("secret", secret),
+    ("jmespath", jmespath),
 ];
 
 /// `attributes`, `secrets` and `permission` of a `MountRequest`, separated
@@ -235,6 +236,44 @@ pub fn secret(data: &[u8]) {
                 assert!(paths.insert(item.file.path.clone()), "unique paths");
             }
         }
+        Err(e) => check_error(&e.to_string(), e.code()),
+    }
+}
+
+/// `jmesPath` on a JSON secret: a path, a NUL byte, the secret's value.
+/// The path is validated as the parameters are; a valid one is evaluated.
+pub fn jmespath(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (path, value) = text.split_once('\0').unwrap_or((&text, "{}"));
+    let spec = crate::object::ObjectSpec {
+        name: "s".into(),
+        object_type: "secret".into(),
+        jmes_path: vec![crate::object::JmesPathSpec {
+            path: path.trim().to_owned(),
+            alias: "out".into(),
+            file_permission: String::new(),
+        }],
+        ..Default::default()
+    };
+    let object = match KeyVaultObject::from_spec(spec) {
+        Ok(object) => object,
+        Err(e) => return check_error(&e.to_string(), "InvalidObjects"),
+    };
+    let fetched = Fetched::Secret {
+        value: SecretString::from(value.to_owned()),
+        version: "v1".into(),
+        content_type: None,
+        certificate_backed: false,
+    };
+    let mode = crate::object::FileMode::DEFAULT;
+    match render::render(
+        &object,
+        Slot::Single,
+        fetched,
+        mode,
+        RenderOptions::default(),
+    ) {
+        Ok(output) => assert_eq!(output.files.len(), 2, "the secret and the entry"),
         Err(e) => check_error(&e.to_string(), e.code()),
     }
 }

@@ -58,6 +58,7 @@ struct Families {
     http_throttled: Family<labels::HttpService, Counter>,
     http_retries: Family<labels::HttpService, Counter>,
     coalesced_reads: Counter,
+    optional_missing: Family<labels::ObjectTypeLabel, Counter>,
     mounts_in_flight: Gauge,
     mount_objects: Histogram,
 }
@@ -73,6 +74,7 @@ impl Default for Families {
             http_throttled: Family::default(),
             http_retries: Family::default(),
             coalesced_reads: Counter::default(),
+            optional_missing: Family::default(),
             mounts_in_flight: Gauge::default(),
             mount_objects: Histogram::new(OBJECT_BUCKETS),
         }
@@ -206,6 +208,14 @@ impl Metrics {
         self.families.coalesced_reads.inc();
     }
 
+    /// An `optional` object left out of a mount because it does not exist.
+    pub fn optional_object_missing(&self, object_type: ObjectType) {
+        let labels = labels::ObjectTypeLabel {
+            object_type: labels::object_type(object_type),
+        };
+        self.families.optional_missing.get_or_create(&labels).inc();
+    }
+
     /// Counts a mount in flight until the guard drops, and records its
     /// object count.
     pub fn mount_started(&self, objects: usize) -> InFlight {
@@ -252,6 +262,11 @@ impl Families {
             self.coalesced_reads.clone(),
         );
         registry.register(
+            "optional_objects_missing",
+            "Optional objects left out of a mount because they do not exist, by object type",
+            self.optional_missing.clone(),
+        );
+        registry.register(
             "mounts_in_flight",
             "Mount requests being served",
             self.mounts_in_flight.clone(),
@@ -282,6 +297,19 @@ pub fn encode(registry: &Registry) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, registry);
     text
+}
+
+impl From<crate::auth::Mode> for TokenMode {
+    fn from(mode: crate::auth::Mode) -> Self {
+        use crate::auth::Mode;
+        match mode {
+            Mode::WorkloadIdentity => Self::WorkloadIdentity,
+            Mode::ServicePrincipal => Self::ServicePrincipal,
+            Mode::VmManagedIdentity => Self::VmManagedIdentity,
+            Mode::PodIdentity => Self::PodIdentity,
+            Mode::IdentityBinding => Self::TokenProxy,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +384,7 @@ mod tests {
             m.http_request(Service::Aad, None);
             m.retry(Service::KeyVault);
             m.coalesced_read();
+            m.optional_object_missing(ObjectType::Key);
             let _guard = m.mount_started(3);
         });
         for line in [
@@ -367,6 +396,7 @@ mod tests {
             "akv_http_throttled_total{service=\"keyvault\"} 1",
             "akv_http_retries_total{service=\"keyvault\"} 1",
             "akv_coalesced_reads_total 1",
+            "akv_optional_objects_missing_total{object_type=\"key\"} 1",
             "akv_mount_objects_bucket{le=\"5.0\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
@@ -381,18 +411,5 @@ mod tests {
         assert!(encode(&registry).contains("akv_mounts_in_flight 1\n"));
         drop(guard);
         assert!(encode(&registry).contains("akv_mounts_in_flight 0\n"));
-    }
-}
-
-impl From<crate::auth::Mode> for TokenMode {
-    fn from(mode: crate::auth::Mode) -> Self {
-        use crate::auth::Mode;
-        match mode {
-            Mode::WorkloadIdentity => Self::WorkloadIdentity,
-            Mode::ServicePrincipal => Self::ServicePrincipal,
-            Mode::VmManagedIdentity => Self::VmManagedIdentity,
-            Mode::PodIdentity => Self::PodIdentity,
-            Mode::IdentityBinding => Self::TokenProxy,
-        }
     }
 }

@@ -3,7 +3,14 @@
 //! (listing the versions of `objectVersionHistory` objects), fetch every
 //! version (bounded concurrency, output in declaration order, the first
 //! error cancels the rest) and render them into files. All or nothing: any
-//! error fails the whole mount and no file is returned.
+//! error fails the whole mount and no file is returned; the one exception
+//! is an `optional: true` object that does not exist, which is left out
+//! (and still reported in the object versions).
+//!
+//! Each object is read from its own vault (`keyvaultName` on the object,
+//! else the SecretProviderClass's); one token serves them all, since a Key
+//! Vault token is for the tenant and the cloud's Key Vault resource, not
+//! for one vault.
 //!
 //! HTTP details live in `auth` and `keyvault`, format conversions in
 //! `render`; this module only orders the steps and attaches context.
@@ -21,6 +28,11 @@ use crate::metrics::Metrics;
 use crate::object::{KeyVaultObject, ObjectType, VersionEntry};
 use crate::params::{CloudSpec, MountParams};
 use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, RenderOptions, Slot};
+
+/// The version reported for an optional object that does not exist: never
+/// a Key Vault version id (32 hex digits), so the driver sees a change once
+/// the object appears.
+pub const MISSING_VERSION: &str = "not-found";
 
 /// Limits and switches that apply to every mount.
 #[derive(Clone, Debug)]
@@ -175,10 +187,15 @@ impl Mounter {
         }
         let cloud = resolve_cloud(&params.cloud).await?;
         crate::cloud::validate_vault_name(&params.keyvault_name)?;
-        let vault_url = cloud.vault_url(&params.keyvault_name);
-        let vault = VaultRef {
-            name: &params.keyvault_name,
-            url: &vault_url,
+        // Per-object vault names were validated with the objects.
+        let urls: Vec<String> = params
+            .objects
+            .iter()
+            .map(|object| cloud.vault_url(object.vault(&params.keyvault_name)))
+            .collect();
+        let vault_of = |i: usize| VaultRef {
+            name: params.objects[i].vault(&params.keyvault_name),
+            url: &urls[i],
         };
         let token = self
             .auth
@@ -190,16 +207,22 @@ impl Mounter {
         let plans: Vec<_> = params
             .objects
             .iter()
-            .map(|object| self.plan(vault, &token, object))
+            .enumerate()
+            .map(|(i, object)| self.plan(vault_of(i), &token, object))
             .collect();
         let steps: Vec<Vec<Step<'_>>> = futures_util::stream::iter(plans)
             .buffered(limit)
             .try_collect()
             .await?;
+        let steps: Vec<(usize, Step<'_>)> = steps
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, steps)| steps.into_iter().map(move |step| (i, step)))
+            .collect();
+        let owners: Vec<usize> = steps.iter().map(|(i, _)| *i).collect();
         let fetches: Vec<_> = steps
             .into_iter()
-            .flatten()
-            .map(|step| self.step(vault, &token, step, params))
+            .map(|(i, step)| self.step(vault_of(i), &token, step, params))
             .collect();
         // Checked as files arrive, so a mount too large for the driver stops
         // early instead of holding everything in memory first.
@@ -212,13 +235,20 @@ impl Mounter {
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
         let mut output = MountOutput::default();
         let mut paths = std::collections::HashSet::new();
-        for item in rendered.into_iter().flatten() {
-            if !paths.insert(item.file.path.clone()) {
-                return Err(MountError::DuplicateFile(item.file.path));
+        let mut mounted = vec![false; params.objects.len()];
+        for (owner, items) in owners.into_iter().zip(rendered) {
+            mounted[owner] |= !items.is_empty();
+            for item in items {
+                if !paths.insert(item.file.path.clone()) {
+                    return Err(MountError::DuplicateFile(item.file.path));
+                }
+                output.files.push(item.file);
+                output.versions.push(item.version);
             }
-            output.files.push(item.file);
-            output.versions.push(item.version);
         }
+        output
+            .versions
+            .extend(missing_versions(&params.objects, &mounted));
         Ok(output)
     }
 
@@ -250,14 +280,20 @@ impl Mounter {
                 version: object.version.clone(),
             }]);
         }
-        let listed = self
+        let listed = match self
             .keyvault
             .list_versions(vault, token, collection(object.object_type), &object.name)
             .await
-            .map_err(|e| MountError::Object {
+        {
+            Err(e) if object.extensions.optional && is_not_found(&e) => {
+                self.skip_missing(object, &object.context(), &e.code());
+                return Ok(Vec::new());
+            }
+            listed => listed.map_err(|e| MountError::Object {
                 context: object.context(),
                 source: e.into(),
-            })?;
+            })?,
+        };
         let entries = listed
             .into_iter()
             .map(|v| VersionEntry {
@@ -266,7 +302,9 @@ impl Mounter {
             })
             .collect();
         let chosen = object.history(entries);
-        if chosen.is_empty() {
+        if chosen.is_empty() && object.extensions.optional {
+            self.skip_missing(object, &object.context(), "NoEnabledVersion");
+        } else if chosen.is_empty() {
             tracing::warn!(
                 object = %object.context(),
                 "objectVersionHistory: no enabled version found from objectVersion on; no files for this object"
@@ -298,7 +336,14 @@ impl Mounter {
             let started = Instant::now();
             let fetched = self.fetch(vault, token, object, &step.version).await;
             self.observe_fetch(object, started.elapsed(), &fetched);
-            let fetched = fetched?;
+            let fetched = match fetched {
+                Err(ObjectError::KeyVault(e)) if object.extensions.optional && is_not_found(&e) => {
+                    let context = object.context_at(&step.version);
+                    self.skip_missing(object, &context, &e.code());
+                    return Ok(render::Output::default());
+                }
+                fetched => fetched?,
+            };
             let output = render::render(
                 object,
                 step.slot,
@@ -321,6 +366,17 @@ impl Mounter {
             tracing::warn!(object = %context, "{warning}");
         }
         Ok(output.files)
+    }
+
+    /// An optional object that does not exist: one log line and
+    /// `akv_optional_objects_missing_total`.
+    fn skip_missing(&self, object: &KeyVaultObject, context: &str, code: &str) {
+        tracing::info!(
+            object = %context,
+            error = code,
+            "optional object not found; mounting without it"
+        );
+        self.metrics.optional_object_missing(object.object_type);
     }
 
     /// `keyvault_request` and a debug line per object fetch.
@@ -452,6 +508,33 @@ struct Step<'a> {
     slot: Slot,
     /// Empty for the latest.
     version: String,
+}
+
+/// Whether Key Vault says the object (or the requested version) does not
+/// exist; the only failure an `optional` object tolerates.
+fn is_not_found(e: &KeyVaultError) -> bool {
+    matches!(
+        e,
+        KeyVaultError::Service { status: 404, code, .. }
+            if matches!(code.as_str(), "SecretNotFound" | "KeyNotFound" | "CertificateNotFound")
+    )
+}
+
+/// One version entry per optional object that produced no file, so the
+/// driver always gets at least one entry and sees a change once the object
+/// exists.
+fn missing_versions<'a>(
+    objects: &'a [KeyVaultObject],
+    mounted: &'a [bool],
+) -> impl Iterator<Item = ObjectVersion> + 'a {
+    objects
+        .iter()
+        .zip(mounted)
+        .filter(|(object, mounted)| object.extensions.optional && !**mounted)
+        .map(|(object, _)| ObjectVersion {
+            id: object.uid(),
+            version: MISSING_VERSION.to_owned(),
+        })
 }
 
 fn collection(object_type: ObjectType) -> Collection {

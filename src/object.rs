@@ -1,11 +1,14 @@
 //! Key Vault objects as a SecretProviderClass lists them: type, format,
 //! encoding, output file name and mode, UID, and the rules that make one
-//! valid. Reading the `objects` YAML is `params`' job; fetching and
-//! converting content belongs to `mount` and `render`.
+//! valid, including our extensions over upstream (`optional`, `jmesPath`,
+//! a per-object `keyvaultName`). Reading the `objects` YAML is `params`'
+//! job; fetching and converting content belongs to `mount` and `render`.
 
 use std::fmt;
 
 use thiserror::Error;
+
+use crate::cloud::{self, VaultNameError};
 
 /// Largest accepted `objectVersionHistory` (each version is one fetch and
 /// one file).
@@ -16,6 +19,17 @@ pub const MAX_FILE_NAME_BYTES: usize = 4096;
 pub const MAX_FILE_NAME_ELEMENT_BYTES: usize = 255;
 /// Longest Key Vault object name (Key Vault's own limit).
 pub const MAX_OBJECT_NAME_CHARS: usize = 127;
+/// Most `jmesPath` entries on one object (each is one more file).
+pub const MAX_JMES_PATH_ENTRIES: usize = 100;
+/// Longest `jmesPath` path, in bytes.
+pub const MAX_JMES_PATH_BYTES: usize = 256;
+/// Most operator and bracket characters (`. [ ( { ! | & ? < > =`) in one
+/// `jmesPath` path. The JMESPath parser and interpreter recurse once per
+/// operator; this bound keeps them far from the end of a worker thread's
+/// stack, which a few hundred levels would reach.
+pub const MAX_JMES_PATH_OPERATORS: usize = 32;
+/// The characters counted against [`MAX_JMES_PATH_OPERATORS`].
+const JMES_PATH_OPERATORS: &[u8] = b".[({!|&?<>=";
 
 /// `objectType`: exactly `secret`, `key` or `cert` (case-sensitive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +73,21 @@ pub struct ObjectSpec {
     pub format: String,
     pub encoding: String,
     pub file_permission: String,
+    /// `keyvaultName` (extension), as written; empty: the
+    /// SecretProviderClass's vault.
+    pub keyvault_name: String,
+    /// `optional` (extension), as written.
+    pub optional: String,
+    /// `jmesPath` (extension), as written.
+    pub jmes_path: Vec<JmesPathSpec>,
+}
+
+/// One `jmesPath` entry as written (the AWS provider's shape), trimmed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JmesPathSpec {
+    pub path: String,
+    pub alias: String,
+    pub file_permission: String,
 }
 
 /// A validated object to fetch.
@@ -79,6 +108,36 @@ pub struct KeyVaultObject {
     pub file_permission: Option<FileMode>,
     /// `objectType` as written, for error texts.
     pub raw_type: String,
+    /// Fields upstream does not know (and ignores).
+    pub extensions: Extensions,
+}
+
+/// Our per-object fields beyond upstream's. Upstream's YAML decoding
+/// ignores unknown keys, so a SecretProviderClass using them still mounts
+/// with the upstream provider (without their effect).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// `keyvaultName`: read this object from another vault of the same
+    /// tenant and cloud, with the same identity. `None`: the
+    /// SecretProviderClass's vault.
+    pub keyvault_name: Option<String>,
+    /// `optional: true`: a missing object (or version) is left out of the
+    /// mount instead of failing it.
+    pub optional: bool,
+    /// `jmesPath`: files cut out of a JSON secret, besides the whole one.
+    pub jmes_path: Vec<JmesPath>,
+}
+
+/// One validated `jmesPath` entry: the value `path` selects from the
+/// secret's JSON is written to the file `alias`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JmesPath {
+    /// A JMESPath expression that compiled.
+    pub path: String,
+    /// Output file name (`objectAlias`, required).
+    pub alias: String,
+    /// `filePermission`; `None` means the object's mode.
+    pub file_permission: Option<FileMode>,
 }
 
 /// Why one object is invalid. `Display` is the cause upstream prints after
@@ -120,6 +179,24 @@ pub enum ObjectError {
     InvalidFilePermission(String),
     #[error("objectVersionHistory {0} is too large, the limit is {MAX_VERSION_HISTORY}")]
     VersionHistoryTooLarge(i32),
+    #[error("invalid optional {0:?}: must be true or false")]
+    InvalidOptional(String),
+    /// The per-object `keyvaultName`, with upstream's vault-name text.
+    #[error("failed to get vault: {0}")]
+    InvalidVault(VaultNameError),
+    #[error("jmesPath only supported for objectType: secret")]
+    JmesPathNotSecret,
+    #[error("jmesPath cannot be combined with objectVersionHistory > 1")]
+    JmesPathWithHistory,
+    #[error("jmesPath lists {0} entries, the limit is {MAX_JMES_PATH_ENTRIES}")]
+    TooManyJmesPaths(usize),
+    #[error("jmesPath entry {index} (path {path:?}): {reason}")]
+    JmesPath {
+        index: usize,
+        /// The path as written, at most 64 characters of it.
+        path: String,
+        reason: String,
+    },
 }
 
 // === impl ObjectType ===
@@ -229,9 +306,14 @@ impl fmt::Display for FileMode {
 // === impl ObjectSpec ===
 
 impl ObjectSpec {
-    /// `objectType:<t>, objectName:<n>, objectVersion:<v>`, as written.
+    /// `objectType:<t>, objectName:<n>, objectVersion:<v>`, as written
+    /// (`, keyvaultName:<k>` when it names its own vault).
     pub fn context(&self) -> String {
-        context(&self.object_type, &self.name, &self.version)
+        let context = context(&self.object_type, &self.name, &self.version);
+        match self.keyvault_name.as_str() {
+            "" => context,
+            vault => format!("{context}, keyvaultName:{vault}"),
+        }
     }
 
     /// The output file name: alias, else name.
@@ -273,6 +355,7 @@ impl KeyVaultObject {
         if spec.version_history > MAX_VERSION_HISTORY {
             return Err(ObjectError::VersionHistoryTooLarge(spec.version_history));
         }
+        let extensions = extensions(&spec, object_type)?;
         Ok(Self {
             name: spec.name,
             alias: spec.alias,
@@ -283,6 +366,7 @@ impl KeyVaultObject {
             encoding,
             file_permission,
             raw_type: spec.object_type,
+            extensions,
         })
     }
 
@@ -295,15 +379,22 @@ impl KeyVaultObject {
         }
     }
 
-    /// `<type>/<name>`, the object id the driver stores per file.
+    /// `<type>/<name>`, the object id the driver stores per file;
+    /// `<type>/<name>@<vault>` for an object with its own `keyvaultName`,
+    /// so the same name in two vaults gives two ids.
     pub fn uid(&self) -> String {
-        format!("{}/{}", self.object_type.as_str(), self.name)
+        let uid = format!("{}/{}", self.object_type.as_str(), self.name);
+        match &self.extensions.keyvault_name {
+            Some(vault) => format!("{uid}@{vault}"),
+            None => uid,
+        }
     }
 
     /// `objectType:<t>, objectName:<n>, objectVersion:<v>`, upstream's
-    /// per-object error context.
+    /// per-object error context (`, keyvaultName:<k>` added for an object
+    /// with its own vault).
     pub fn context(&self) -> String {
-        context(&self.raw_type, &self.name, &self.version)
+        self.context_at(&self.version)
     }
 
     /// Whether one version is fetched (`objectVersionHistory <= 1`).
@@ -314,7 +405,17 @@ impl KeyVaultObject {
     /// The error context of one resolved version (upstream names the
     /// version it was fetching, not the one written).
     pub fn context_at(&self, version: &str) -> String {
-        context(&self.raw_type, &self.name, version)
+        let context = context(&self.raw_type, &self.name, version);
+        match &self.extensions.keyvault_name {
+            Some(vault) => format!("{context}, keyvaultName:{vault}"),
+            None => context,
+        }
+    }
+
+    /// The vault to read from: the object's own, else `default` (the
+    /// SecretProviderClass's).
+    pub fn vault<'a>(&'a self, default: &'a str) -> &'a str {
+        self.extensions.keyvault_name.as_deref().unwrap_or(default)
     }
 
     /// The versions a version-history object mounts, index 0 first:
@@ -355,6 +456,124 @@ pub struct VersionEntry {
 
 fn context(object_type: &str, name: &str, version: &str) -> String {
     format!("objectType:{object_type}, objectName:{name}, objectVersion:{version}")
+}
+
+/// The extension fields, after upstream's checks passed.
+fn extensions(spec: &ObjectSpec, object_type: ObjectType) -> Result<Extensions, ObjectError> {
+    let optional = match spec.optional.as_str() {
+        "" => false,
+        s => parse_go_bool(s).ok_or_else(|| ObjectError::InvalidOptional(s.to_owned()))?,
+    };
+    let keyvault_name = match spec.keyvault_name.as_str() {
+        "" => None,
+        name => {
+            cloud::validate_vault_name(name).map_err(ObjectError::InvalidVault)?;
+            Some(name.to_owned())
+        }
+    };
+    let jmes_path = jmes_paths(spec, object_type)?;
+    Ok(Extensions {
+        keyvault_name,
+        optional,
+        jmes_path,
+    })
+}
+
+/// Go's `strconv.ParseBool`, as for the SecretProviderClass's own flags.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Validates `jmesPath`: secrets only, one version, bounded entries, each
+/// path compiling and bounded, each alias a valid file name distinct from
+/// the object's own file and from the other entries.
+fn jmes_paths(spec: &ObjectSpec, object_type: ObjectType) -> Result<Vec<JmesPath>, ObjectError> {
+    if spec.jmes_path.is_empty() {
+        return Ok(Vec::new());
+    }
+    if object_type != ObjectType::Secret {
+        return Err(ObjectError::JmesPathNotSecret);
+    }
+    if spec.version_history > 1 {
+        return Err(ObjectError::JmesPathWithHistory);
+    }
+    if spec.jmes_path.len() > MAX_JMES_PATH_ENTRIES {
+        return Err(ObjectError::TooManyJmesPaths(spec.jmes_path.len()));
+    }
+    let mut entries: Vec<JmesPath> = Vec::with_capacity(spec.jmes_path.len());
+    for (index, entry) in spec.jmes_path.iter().enumerate() {
+        let fail = |reason: String| ObjectError::JmesPath {
+            index,
+            path: entry.path.chars().take(64).collect(),
+            reason,
+        };
+        validate_jmes_path(&entry.path).map_err(fail)?;
+        if entry.alias.is_empty() {
+            return Err(fail("objectAlias is required".to_owned()));
+        }
+        validate_file_name(&entry.alias).map_err(|e| fail(format!("objectAlias: {e}")))?;
+        if entry.alias == spec.file_name() {
+            return Err(fail(format!(
+                "objectAlias {:?} is the object's own file",
+                entry.alias
+            )));
+        }
+        if let Some(other) = entries.iter().position(|e| e.alias == entry.alias) {
+            return Err(fail(format!(
+                "objectAlias {:?} is also used by entry {other}",
+                entry.alias
+            )));
+        }
+        let file_permission = match entry.file_permission.as_str() {
+            "" => None,
+            s => Some(FileMode::from_octal_str(s).ok_or_else(|| {
+                fail(ObjectError::InvalidFilePermission(s.to_owned()).to_string())
+            })?),
+        };
+        entries.push(JmesPath {
+            path: entry.path.clone(),
+            alias: entry.alias.clone(),
+            file_permission,
+        });
+    }
+    Ok(entries)
+}
+
+/// A path must be present, bounded (length and operators) and compile.
+fn validate_jmes_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("path is required".to_owned());
+    }
+    if path.len() > MAX_JMES_PATH_BYTES {
+        return Err(format!(
+            "path is {} bytes long, the limit is {MAX_JMES_PATH_BYTES}",
+            path.len()
+        ));
+    }
+    let operators = path
+        .bytes()
+        .filter(|b| JMES_PATH_OPERATORS.contains(b))
+        .count();
+    if operators > MAX_JMES_PATH_OPERATORS {
+        return Err(format!(
+            "path has {operators} operators and brackets (. [ ( {{ ! | & ? < > =), the limit is \
+             {MAX_JMES_PATH_OPERATORS}"
+        ));
+    }
+    jmespath::compile(path)
+        .map(drop)
+        .map_err(|e| format!("invalid JMESPath: {}", jmes_path_error(&e)))
+}
+
+/// A JMESPath error on one line: the reason and the column, without the
+/// multi-line caret drawing of its `Display`.
+pub fn jmes_path_error(e: &jmespath::JmespathError) -> String {
+    let reason = e.reason.to_string().replace(['\n', '\r'], " ");
+    format!("{reason} (column {})", e.column)
 }
 
 fn parse_format(s: &str, object_type: ObjectType) -> Result<ObjectFormat, ObjectError> {
@@ -719,6 +938,190 @@ mod tests {
         let ties = entries(&[("x", 5), ("y", 5), ("z", 1)]);
         assert_eq!(history_object("", 3).history(ties), ["x", "y", "z"]);
         assert!(history_object("", 2).history(Vec::new()).is_empty());
+    }
+
+    fn jmes(path: &str, alias: &str) -> JmesPathSpec {
+        JmesPathSpec {
+            path: path.into(),
+            alias: alias.into(),
+            file_permission: String::new(),
+        }
+    }
+
+    #[test]
+    fn extensions_default_to_upstream_behaviour() {
+        let object = KeyVaultObject::from_spec(spec("secret", "s")).unwrap();
+        assert_eq!(object.extensions, Extensions::default());
+        assert_eq!(object.vault("spc-vault"), "spc-vault");
+    }
+
+    #[test]
+    fn optional_takes_go_booleans() {
+        for (raw, want) in [
+            ("true", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+        ] {
+            let object = KeyVaultObject::from_spec(ObjectSpec {
+                optional: raw.into(),
+                ..spec("secret", "s")
+            })
+            .unwrap();
+            assert_eq!(object.extensions.optional, want, "{raw}");
+        }
+        assert_eq!(
+            err(ObjectSpec {
+                optional: "yes".into(),
+                ..spec("secret", "s")
+            }),
+            r#"invalid optional "yes": must be true or false"#
+        );
+    }
+
+    #[test]
+    fn keyvault_name_per_object() {
+        let object = KeyVaultObject::from_spec(ObjectSpec {
+            keyvault_name: "kv-other".into(),
+            version: "v1".into(),
+            ..spec("secret", "s")
+        })
+        .unwrap();
+        assert_eq!(object.vault("spc-vault"), "kv-other");
+        assert_eq!(object.uid(), "secret/s@kv-other");
+        assert_eq!(
+            object.context(),
+            "objectType:secret, objectName:s, objectVersion:v1, keyvaultName:kv-other"
+        );
+        assert_eq!(
+            object.context_at("v2"),
+            "objectType:secret, objectName:s, objectVersion:v2, keyvaultName:kv-other"
+        );
+        // Upstream's vault-name texts, after the object's context.
+        let bad = |name: &str| ObjectSpec {
+            keyvault_name: name.into(),
+            ..spec("secret", "s")
+        };
+        assert_eq!(
+            err(bad("kv")),
+            r#"failed to get vault: Invalid vault name: "kv", must be between 3 and 24 chars"#
+        );
+        assert_eq!(
+            err(bad("kv.evil.example")),
+            r#"failed to get vault: Invalid vault name: "kv.evil.example", must match [-a-zA-Z0-9]{3,24}"#
+        );
+        assert_eq!(
+            bad("kv_1").context(),
+            "objectType:secret, objectName:s, objectVersion:, keyvaultName:kv_1"
+        );
+    }
+
+    #[test]
+    fn jmes_paths_are_validated() {
+        let with = |entries: Vec<JmesPathSpec>| ObjectSpec {
+            jmes_path: entries,
+            ..spec("secret", "db")
+        };
+        let object = KeyVaultObject::from_spec(with(vec![
+            jmes("username", "db/user"),
+            JmesPathSpec {
+                file_permission: "0600".into(),
+                ..jmes("users[?id==`2`].name | [0]", "db/name")
+            },
+        ]))
+        .unwrap();
+        assert_eq!(
+            object.extensions.jmes_path,
+            [
+                JmesPath {
+                    path: "username".into(),
+                    alias: "db/user".into(),
+                    file_permission: None,
+                },
+                JmesPath {
+                    path: "users[?id==`2`].name | [0]".into(),
+                    alias: "db/name".into(),
+                    file_permission: FileMode::new(0o600),
+                },
+            ]
+        );
+        let cases = [
+            (
+                vec![jmes("", "a")],
+                r#"jmesPath entry 0 (path ""): path is required"#,
+            ),
+            (
+                vec![jmes("a", "x"), jmes("b", "")],
+                r#"jmesPath entry 1 (path "b"): objectAlias is required"#,
+            ),
+            (
+                vec![jmes("a", "../x")],
+                r#"jmesPath entry 0 (path "a"): objectAlias: file name must not contain '..'"#,
+            ),
+            (
+                vec![jmes("a", "/x")],
+                r#"jmesPath entry 0 (path "a"): objectAlias: file name must be a relative path"#,
+            ),
+            (
+                vec![jmes("a", "db")],
+                r#"jmesPath entry 0 (path "a"): objectAlias "db" is the object's own file"#,
+            ),
+            (
+                vec![jmes("a", "x"), jmes("b", "x")],
+                r#"jmesPath entry 1 (path "b"): objectAlias "x" is also used by entry 0"#,
+            ),
+            (
+                vec![JmesPathSpec {
+                    file_permission: "rw".into(),
+                    ..jmes("a", "x")
+                }],
+                r#"jmesPath entry 0 (path "a"): invalid filePermission "rw": must be an octal mode from 0 to 0777, such as 0644"#,
+            ),
+            (
+                vec![jmes("a.[", "x")],
+                r#"jmesPath entry 0 (path "a.["): invalid JMESPath: "#,
+            ),
+        ];
+        for (entries, want) in cases {
+            let got = err(with(entries));
+            assert!(got.starts_with(want), "{got}\n  wanted {want}");
+            assert!(!got.contains('\n'), "{got}");
+        }
+        let deep = "a.".repeat(40) + "a";
+        assert_eq!(
+            err(with(vec![jmes(&deep, "x")])),
+            format!(
+                "jmesPath entry 0 (path {:?}): path has 40 operators and brackets \
+                 (. [ ( {{ ! | & ? < > =), the limit is 32",
+                &deep[..64]
+            )
+        );
+        let long = "a".repeat(MAX_JMES_PATH_BYTES + 1);
+        assert!(
+            err(with(vec![jmes(&long, "x")])).ends_with("path is 257 bytes long, the limit is 256")
+        );
+        let many = (0..=MAX_JMES_PATH_ENTRIES)
+            .map(|i| jmes("a", &format!("f{i}")))
+            .collect();
+        assert_eq!(
+            err(with(many)),
+            "jmesPath lists 101 entries, the limit is 100"
+        );
+        assert_eq!(
+            err(ObjectSpec {
+                jmes_path: vec![jmes("a", "x")],
+                ..spec("key", "k")
+            }),
+            "jmesPath only supported for objectType: secret"
+        );
+        assert_eq!(
+            err(ObjectSpec {
+                jmes_path: vec![jmes("a", "x")],
+                version_history: 2,
+                ..spec("secret", "s")
+            }),
+            "jmesPath cannot be combined with objectVersionHistory > 1"
+        );
     }
 
     #[test]

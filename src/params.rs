@@ -16,7 +16,7 @@ use thiserror::Error;
 use zeroize::Zeroize;
 
 use crate::cloud::{self, Cloud, CloudError};
-use crate::object::{FileMode, KeyVaultObject, ObjectError, ObjectSpec};
+use crate::object::{FileMode, JmesPathSpec, KeyVaultObject, ObjectError, ObjectSpec};
 
 mod hints;
 #[cfg(test)]
@@ -654,6 +654,19 @@ struct RawObject {
     object_format: Option<String>,
     object_encoding: Option<String>,
     file_permission: Option<String>,
+    // Extensions (upstream ignores these keys).
+    keyvault_name: Option<String>,
+    optional: Option<String>,
+    jmes_path: Option<Vec<Option<RawJmesPath>>>,
+}
+
+/// One `jmesPath` entry (the AWS provider's shape).
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawJmesPath {
+    path: Option<String>,
+    object_alias: Option<String>,
+    file_permission: Option<String>,
 }
 
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
@@ -718,6 +731,21 @@ fn object_spec(yaml: &str, index: usize) -> Result<ObjectSpec, ParamsError> {
         format: trim(raw.object_format),
         encoding: trim(raw.object_encoding),
         file_permission: trim(raw.file_permission),
+        keyvault_name: trim(raw.keyvault_name),
+        optional: trim(raw.optional),
+        jmes_path: raw
+            .jmes_path
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| {
+                let entry = entry.unwrap_or_default();
+                JmesPathSpec {
+                    path: trim(entry.path),
+                    alias: trim(entry.object_alias),
+                    file_permission: trim(entry.file_permission),
+                }
+            })
+            .collect(),
     })
 }
 
@@ -755,11 +783,15 @@ fn check_output_paths(objects: &[KeyVaultObject]) -> Result<(), ParamsError> {
     Ok(())
 }
 
-/// The files an object writes: its file name, or `<name>/<i>` per version.
+/// The files an object writes: its file name (and its `jmesPath` files),
+/// or `<name>/<i>` per version.
 fn output_paths(object: &KeyVaultObject) -> Vec<String> {
     let base = object.file_name();
     if object.is_single_version() {
-        return vec![base.to_owned()];
+        let jmes_path = object.extensions.jmes_path.iter();
+        return std::iter::once(base.to_owned())
+            .chain(jmes_path.map(|entry| entry.alias.clone()))
+            .collect();
     }
     (0..object.version_history)
         .map(|i| format!("{base}/{i}"))

@@ -3,23 +3,29 @@
 //! bundles: PKCS#12 → PEM with the chain ordered, PFX passthrough, split
 //! `.crt`/`.key` files), keys as public-key PEM, certificates as PEM,
 //! `objectEncoding`, file names (alias or name, `/<i>` for version
-//! history), modes and object ids.
+//! history), modes and object ids; and our extensions: PEM → PFX for
+//! `objectFormat: pfx`, `jmesPath` files.
 //!
 //! Pure: no I/O, no async. Errors name what is wrong but never contain a byte
 //! of the value being rendered. Submodules: `pem` (Go-compatible PEM),
-//! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading),
-//! `private_key` (PKCS#8 as upstream writes it), `chain` (leaf → root).
+//! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading), `pfx`
+//! (PFX writing), `private_key` (PKCS#8 as upstream writes it), `chain`
+//! (leaf → root), `jmes_path` (JSON extraction).
 
 pub(crate) mod chain;
 mod der;
 #[cfg(test)]
 mod fixtures;
+mod jmes_path;
 pub(crate) mod jwk;
 pub(crate) mod pem;
+mod pfx;
 pub(crate) mod pkcs12;
 pub(crate) mod private_key;
 
+pub use jmes_path::JmesPathError;
 pub use jwk::{Jwk, KeyError};
+pub use pfx::PfxError;
 pub use pkcs12::Pkcs12Error;
 pub use private_key::PrivateKeyError;
 
@@ -141,6 +147,10 @@ pub enum RenderError {
     FileName { path: String, reason: String },
     #[error("reading the certificate failed unexpectedly ({0}); the object was not mounted")]
     Panicked(&'static str),
+    #[error(transparent)]
+    Pfx(#[from] PfxError),
+    #[error(transparent)]
+    JmesPath(#[from] JmesPathError),
 }
 
 impl RenderError {
@@ -155,6 +165,8 @@ impl RenderError {
             Self::CertificateBase64 { .. } => "InvalidCertificate",
             Self::FileName { .. } => "InvalidFileName",
             Self::Panicked(_) => "Internal",
+            Self::Pfx(_) => "PfxFailed",
+            Self::JmesPath(e) => e.code(),
         }
     }
 }
@@ -191,7 +203,15 @@ pub fn render(
                     &mut output.warnings,
                 )?;
                 if options.write_cert_and_key_in_separate_files {
-                    let (certs, keys) = pem::split_cert_and_key(&raw);
+                    // A PFX built from PEM is split from the PEM it came from.
+                    let pem_to_pfx = object.format == ObjectFormat::Pfx
+                        && content_type.as_deref() == Some(PEM_CONTENT_TYPE);
+                    let source = if pem_to_pfx {
+                        Zeroizing::new(value.expose_secret().as_bytes().to_vec())
+                    } else {
+                        Zeroizing::new(raw.to_vec())
+                    };
+                    let (certs, keys) = pem::split_cert_and_key(&source);
                     for (suffix, part) in [(".crt", certs), (".key", keys)] {
                         let file = file(
                             object,
@@ -222,10 +242,31 @@ pub fn render(
             (version, pem::encode(pem::CERTIFICATE, &der))
         }
     };
+    let jmes_path = &object.extensions.jmes_path;
+    let selected = match jmes_path.is_empty() {
+        true => Vec::new(),
+        false => guarded("JMESPath", || jmes_path::select(&contents, jmes_path))??,
+    };
     output.files.push(Rendered {
         file: file(object, &path, "", default_mode, contents)?,
-        version: ObjectVersion { id, version },
+        version: ObjectVersion {
+            id: id.clone(),
+            version: version.clone(),
+        },
     });
+    for (entry, contents) in jmes_path.iter().zip(selected) {
+        let mut file = file(object, &entry.alias, "", default_mode, contents)?;
+        if let Some(mode) = entry.file_permission {
+            file.mode = mode;
+        }
+        output.files.push(Rendered {
+            file,
+            version: ObjectVersion {
+                id: format!("{id}#{}", entry.alias),
+                version: version.clone(),
+            },
+        });
+    }
     Ok(output)
 }
 
@@ -260,6 +301,9 @@ fn certificate_secret(
 ) -> Result<Zeroizing<Vec<u8>>, RenderError> {
     let stored = || Zeroizing::new(value.expose_secret().as_bytes().to_vec());
     match content_type.unwrap_or("") {
+        PEM_CONTENT_TYPE if object.format == ObjectFormat::Pfx => {
+            pem_to_pfx(value.expose_secret().as_bytes(), warnings)
+        }
         PEM_CONTENT_TYPE => Ok(stored()),
         PKCS12_CONTENT_TYPE if object.format == ObjectFormat::Pfx => Ok(stored()),
         PKCS12_CONTENT_TYPE => pkcs12_to_pem(value.expose_secret().as_bytes(), options, warnings),
@@ -296,6 +340,22 @@ fn pkcs12_to_pem(
         pem::encode_into(&mut out, pem::CERTIFICATE, &contents.certs[i]);
     }
     Ok(out)
+}
+
+/// Our extension: a PEM bundle as a PFX (empty password), base64 text like
+/// the PKCS#12 passthrough, so `objectEncoding: base64` makes it binary.
+fn pem_to_pfx(
+    pem_text: &[u8],
+    warnings: &mut Vec<String>,
+) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    let built = guarded("PEM", || pfx::from_pem(pem_text))??;
+    if let Some(reason) = built.unordered {
+        warnings.push(format!(
+            "{reason}; the PFX keeps the certificates in the PEM's order"
+        ));
+    }
+    let text = base64::engine::general_purpose::STANDARD.encode(built.der.as_slice());
+    Ok(Zeroizing::new(text.into_bytes()))
 }
 
 /// Runs a parser of untrusted input; a panic in it becomes an error of

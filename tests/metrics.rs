@@ -99,11 +99,18 @@ fn label_names(sample: &Sample) -> Vec<&str> {
 /// a pod name.
 async fn four_mounts(harness: &Harness) {
     let pod = Pod::blog();
-    harness.mount_spc(&blog_spc(), &pod).await.expect("ok");
+    // Both good-identity mounts present the very same projected token (as
+    // kubelet does within its lifetime), so the second is a cache hit.
+    let token = harness.token(&pod.namespace, &pod.service_account);
+    let mount = |spc: &driver::SecretProviderClass| {
+        let attributes = driver::attributes(spc, &pod, std::slice::from_ref(&token));
+        harness.mount_raw(driver::mount_request(attributes, None, &pod))
+    };
+    mount(&blog_spc()).await.expect("ok");
     let missing = Harness::blog_spc_with_objects(
         "array:\n  - |\n    objectName: NoSuchSecret\n    objectType: secret\n",
     );
-    harness.mount_spc(&missing, &pod).await.expect_err("404");
+    mount(&missing).await.expect_err("404");
     let wrong_sa = Pod {
         service_account: "default".into(),
         ..Pod::blog()

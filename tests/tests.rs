@@ -29,3 +29,5 @@ mod logs;
 mod dryrun;
 // Every identity mode, sovereign clouds, the token cache, timeouts, hints.
 mod identity;
+// Extensions over upstream: optional objects, jmesPath, PEM → PFX, a vault per object.
+mod extensions;

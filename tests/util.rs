@@ -43,6 +43,10 @@ pub struct Harness {
     dir: TempDir,
     log: PathBuf,
     child: Option<Child>,
+    /// One projected token per (namespace, service account), reused like
+    /// kubelet reuses a token within its lifetime (minting anew would
+    /// depend on the clock's second and make cache counts flaky).
+    tokens: std::sync::Mutex<std::collections::HashMap<(String, String), ServiceAccountToken>>,
 }
 
 impl Harness {
@@ -66,6 +70,7 @@ impl Harness {
         let log = dir.path().join("provider.log");
         let child = spawn_provider(&socket, &ca, &fake, dir.path(), &log, args, env);
         let harness = Self {
+            tokens: Default::default(),
             fake,
             socket,
             dir,
@@ -129,21 +134,34 @@ impl Harness {
             .count()
     }
 
-    /// A projected service-account token for the WI audience.
+    /// The projected service-account token of a pod's service account for
+    /// the WI audience (the same one for the harness's lifetime).
     pub fn token(&self, namespace: &str, service_account: &str) -> ServiceAccountToken {
-        ServiceAccountToken {
-            audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
-            token: fake_azure::mint_service_account_token(
-                ISSUER,
-                namespace,
-                service_account,
-                driver::WORKLOAD_IDENTITY_AUDIENCE,
-                Duration::from_secs(3600),
-            ),
-            expiration: "2099-01-01T00:00:00Z".into(),
-        }
+        let key = (namespace.to_owned(), service_account.to_owned());
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .entry(key)
+            .or_insert_with(|| mint_token(namespace, service_account))
+            .clone()
     }
+}
 
+/// A freshly minted WI token (its claims carry the current second).
+fn mint_token(namespace: &str, service_account: &str) -> ServiceAccountToken {
+    ServiceAccountToken {
+        audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
+        token: fake_azure::mint_service_account_token(
+            ISSUER,
+            namespace,
+            service_account,
+            driver::WORKLOAD_IDENTITY_AUDIENCE,
+            Duration::from_secs(3600),
+        ),
+        expiration: "2099-01-01T00:00:00Z".into(),
+    }
+}
+
+impl Harness {
     /// Mounts a SecretProviderClass for a pod with its WI token.
     pub async fn mount_spc(
         &self,

@@ -134,6 +134,12 @@ pub struct HttpService {
     pub service: &'static str,
 }
 
+/// `akv_optional_objects_missing_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectTypeLabel {
+    pub object_type: &'static str,
+}
+
 /// The identity a token is for, as a label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenMode {

@@ -1052,3 +1052,110 @@ fn hints_are_kept_for_later_errors_and_skip_known_or_driver_keys() {
     ]);
     assert!(run(&attrs, "null").unwrap().hints.is_empty());
 }
+
+/// Our extensions (`optional`, `keyvaultName`, `jmesPath`) in the objects
+/// YAML: read as written, validated with the object, and their files
+/// counted in the duplicate-path check.
+#[test]
+fn extension_fields() {
+    let objects = |yaml: &str| {
+        run(&with(&[(super::OBJECTS, yaml)]), &sp_secrets())
+            .unwrap()
+            .objects
+    };
+    let yaml = "array:
+  - |
+    objectName: db
+    objectType: secret
+    optional: true
+    keyvaultName: ' kv-other '
+    jmesPath:
+      - path: username
+        objectAlias: db-user
+      - path: port
+        objectAlias: db-port
+        filePermission: 0600
+  - |
+    objectName: plain
+    objectType: secret
+    optional: \"false\"
+";
+    let got = objects(yaml);
+    let ext = &got[0].extensions;
+    assert!(ext.optional);
+    assert_eq!(ext.keyvault_name.as_deref(), Some("kv-other"));
+    assert_eq!(
+        ext.jmes_path
+            .iter()
+            .map(|e| (e.path.as_str(), e.alias.as_str(), e.file_permission))
+            .collect::<Vec<_>>(),
+        [
+            ("username", "db-user", None),
+            ("port", "db-port", FileMode::new(0o600))
+        ]
+    );
+    assert!(!got[1].extensions.optional);
+    assert_eq!(got[1].extensions.keyvault_name, None);
+
+    // Errors name the object (and its vault).
+    let e = objects_err(
+        "array:\n  - |\n    objectName: s\n    objectType: secret\n    keyvaultName: a_b\n",
+    );
+    assert_eq!(
+        e,
+        r#"failed to get objectType:secret, objectName:s, objectVersion:, keyvaultName:a_b: failed to get vault: Invalid vault name: "a_b", must match [-a-zA-Z0-9]{3,24}"#
+    );
+    let e = objects_err(
+        "array:\n  - |\n    objectName: s\n    objectType: secret\n    jmesPath:\n      - path: a\n",
+    );
+    assert_eq!(
+        e,
+        r#"failed to get objectType:secret, objectName:s, objectVersion:: jmesPath entry 0 (path "a"): objectAlias is required"#
+    );
+    let e = objects_err(
+        "array:\n  - |\n    objectName: s\n    objectType: secret\n    jmesPath: oops\n",
+    );
+    assert!(
+        e.starts_with(
+            "unmarshal failed for keyVaultObjects at index 0, error: jmesPath: invalid type"
+        ),
+        "{e}"
+    );
+
+    // A jmesPath file collides like any other file.
+    let e = objects_err(
+        "array:
+  - |
+    objectName: a
+    objectType: secret
+  - |
+    objectName: b
+    objectType: secret
+    jmesPath:
+      - path: x
+        objectAlias: a
+",
+    );
+    assert_eq!(
+        e,
+        r#"objects at index 0 (objectName:a) and index 1 (objectName:b) write the same file "a""#
+    );
+    let e = objects_err(
+        "array:
+  - |
+    objectName: b
+    objectType: secret
+    jmesPath:
+      - path: x
+        objectAlias: d/f
+  - |
+    objectName: a
+    objectType: secret
+    objectAlias: d
+",
+    );
+    assert_eq!(
+        e,
+        r#"object at index 1 (objectName:a) writes the file "d", but object at index 0 (objectName:b) writes "d/f" inside it"#
+    );
+}

@@ -44,6 +44,7 @@ fn object(name: &str) -> KeyVaultObject {
         encoding: ObjectEncoding::Utf8,
         file_permission: None,
         raw_type: "secret".into(),
+        extensions: Default::default(),
     }
 }
 

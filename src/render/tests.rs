@@ -14,6 +14,7 @@ fn object(name: &str) -> KeyVaultObject {
         encoding: ObjectEncoding::Utf8,
         file_permission: None,
         raw_type: "secret".into(),
+        extensions: Default::default(),
     }
 }
 
@@ -177,6 +178,134 @@ fn certificate_backed_secrets_by_content_type() {
         RenderError::Base64 { offset: 0 },
         "not a base64 PFX"
     );
+}
+
+fn all(object: &KeyVaultObject, fetched: Fetched, options: RenderOptions) -> Output {
+    render(object, Slot::Single, fetched, default_mode(), options).unwrap()
+}
+
+#[test]
+fn jmes_path_files_follow_the_whole_secret() {
+    let mut o = object("db");
+    o.file_permission = FileMode::new(0o640);
+    o.extensions.jmes_path = vec![
+        crate::object::JmesPath {
+            path: "user".into(),
+            alias: "db/user".into(),
+            file_permission: None,
+        },
+        crate::object::JmesPath {
+            path: "conn".into(),
+            alias: "db/conn.json".into(),
+            file_permission: FileMode::new(0o400),
+        },
+    ];
+    let value = r#"{"user":"app","conn":{"port":5432,"host":"h"}}"#;
+    let output = all(&o, secret(value), RenderOptions::default());
+    let got: Vec<(&str, &[u8], u32, &str, &str)> = output
+        .files
+        .iter()
+        .map(|r| {
+            (
+                r.file.path.as_str(),
+                r.file.contents.as_slice(),
+                r.file.mode.bits(),
+                r.version.id.as_str(),
+                r.version.version.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("db", value.as_bytes(), 0o640, "secret/db", "v1"),
+            (
+                "db/user",
+                b"app".as_slice(),
+                0o640,
+                "secret/db#db/user",
+                "v1"
+            ),
+            (
+                "db/conn.json",
+                br#"{"host":"h","port":5432}"#.as_slice(),
+                0o400,
+                "secret/db#db/conn.json",
+                "v1"
+            ),
+        ]
+    );
+    // The JSON is the file's contents, after objectEncoding.
+    o.encoding = ObjectEncoding::Base64;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    let output = all(&o, secret(&encoded), RenderOptions::default());
+    assert_eq!(output.files[1].file.contents.as_slice(), b"app");
+    // Not JSON: an error naming the problem, not the value.
+    o.encoding = ObjectEncoding::Utf8;
+    let err = render(
+        &o,
+        Slot::Single,
+        secret("user=app"),
+        default_mode(),
+        RenderOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "SecretNotJson");
+    assert!(!err.to_string().contains("app"), "{err}");
+}
+
+#[test]
+fn pem_to_pfx_is_base64_text_or_binary_and_splits_from_the_pem() {
+    let pem = [
+        fixtures::text("rsa/key.pem"),
+        fixtures::text("rsa/leaf.pem"),
+    ]
+    .concat();
+    let mut o = object("c");
+    o.format = ObjectFormat::Pfx;
+    let text = one(&o, cert_secret(&pem, Some("application/x-pem-file"))).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(text.file.contents.as_slice())
+        .expect("base64 text");
+    let contents = pkcs12::decode(&der).unwrap();
+    assert_eq!(contents.certs, [fixtures::pem_der("rsa/leaf.pem")]);
+    o.encoding = ObjectEncoding::Base64;
+    let binary = one(&o, cert_secret(&pem, Some("application/x-pem-file"))).unwrap();
+    assert_eq!(binary.file.contents.as_slice(), der, "same bytes, decoded");
+
+    o.encoding = ObjectEncoding::Utf8;
+    let split = RenderOptions {
+        write_cert_and_key_in_separate_files: true,
+        ..RenderOptions::default()
+    };
+    let output = all(&o, cert_secret(&pem, Some("application/x-pem-file")), split);
+    let paths: Vec<&str> = output.files.iter().map(|r| r.file.path.as_str()).collect();
+    assert_eq!(paths, ["c.crt", "c.key", "c"]);
+    assert_eq!(
+        output.files[0].file.contents.as_slice(),
+        fixtures::text("rsa/leaf.pem").as_bytes()
+    );
+    assert_eq!(
+        output.files[1].file.contents.as_slice(),
+        fixtures::text("rsa/key.pem").as_bytes()
+    );
+
+    let err = one(
+        &object_pfx("c"),
+        cert_secret(
+            fixtures::text("rsa/leaf.pem"),
+            Some("application/x-pem-file"),
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(err, RenderError::Pfx(PfxError::NoKey));
+    assert_eq!(err.code(), "PfxFailed");
+}
+
+fn object_pfx(name: &str) -> KeyVaultObject {
+    let mut o = object(name);
+    o.format = ObjectFormat::Pfx;
+    o
 }
 
 #[test]
