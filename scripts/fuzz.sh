@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-20}"
 sanitizer="${FUZZ_SANITIZER:-address}"
-targets="${FUZZ_TARGETS:-$(ls fuzz/fuzz_targets | sed -n 's/\.rs$//p' | tr '\n' ' ')}"
+targets="${FUZZ_TARGETS:-$(find fuzz/fuzz_targets -name '*.rs' -printf '%f\n' | sed 's/\.rs$//' | sort | tr '\n' ' ')}"
 target_dir="$PWD/target/fuzz"
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -46,7 +46,7 @@ for t in $targets; do
   elapsed=$(( $(date +%s) - started ))
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   peak=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
-  corpus=$(ls "$scratch" | wc -l)
+  corpus=$(find "$scratch" -type f | wc -l)
   line="$t: ${runs:-?} runs in ${elapsed}s, scratch corpus $corpus, peak RSS ${peak:-?} MB, exit $status"
   echo "$line" | tee -a "$summary"
   if [ "$status" -ne 0 ]; then

@@ -29,5 +29,8 @@ mod logs;
 mod dryrun;
 // Every identity mode, sovereign clouds, the token cache, timeouts, hints.
 mod identity;
+// Faults of every endpoint (throttling, 5xx, stalls, resets, malformed
+// answers): success or an error naming the endpoint, nothing leaked.
+mod chaos;
 // Extensions over upstream: optional objects, jmesPath, PEM → PFX, a vault per object.
 mod extensions;
