@@ -662,3 +662,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The size a mount counts per file is never less than what the file
+    /// and its object version add to the encoded `MountResponse`, so a
+    /// response within `--max-call-send-msg-size` is within the driver's
+    /// receive limit too.
+    #[test]
+    fn response_size_bound_covers_the_encoding(
+        files in prop::collection::vec(
+            ("[a-z/._-]{0,300}", 0usize..70_000, 0u32..0o1000, "[a-z/#@.-]{0,200}", "[a-f0-9]{0,40}"),
+            0..6,
+        ),
+    ) {
+        use prost::Message as _;
+        let mut bound = 0;
+        let mut response = crate::proto::MountResponse::default();
+        for (path, len, mode, id, version) in files {
+            let rendered = render::Rendered {
+                file: render::File {
+                    path: path.clone(),
+                    mode: FileMode::new(mode).unwrap(),
+                    contents: zeroize::Zeroizing::new(vec![7; len]),
+                },
+                version: render::ObjectVersion { id: id.clone(), version: version.clone() },
+            };
+            bound += crate::mount::encoded_size_bound(&rendered);
+            response.files.push(crate::proto::File { path, mode: mode as i32, contents: vec![7; len] });
+            response.object_version.push(crate::proto::ObjectVersion { id, version });
+        }
+        prop_assert!(response.encoded_len() <= bound, "{} > {bound}", response.encoded_len());
+    }
+}
