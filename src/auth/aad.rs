@@ -171,7 +171,7 @@ pub(super) fn decode_error<T>(status: u16, body: &[u8]) -> Result<T, AadError> {
     match serde_json::from_slice::<ErrorAnswer>(body) {
         Ok(answer) => Err(AadError::Rejected {
             status,
-            error: answer.error.unwrap_or_else(|| "error".into()),
+            error: one_line(answer.error.as_deref().unwrap_or("error")),
             description: one_line(answer.error_description.as_deref().unwrap_or("")),
             aadsts: answer
                 .error_codes
