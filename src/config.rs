@@ -45,6 +45,8 @@ pub enum ConfigError {
     MetricsBackend(String),
     #[error("--max-concurrent-fetches must be at least 1")]
     Concurrency,
+    #[error("--keyvault-qps must be a number of requests per second, 0 or more (0: no limit)")]
+    KeyVaultQps,
     #[error("SSL_CERT_FILE={path}: {reason}")]
     CertFile { path: String, reason: String },
     #[error(
@@ -81,6 +83,9 @@ impl Config {
         if args.mount_timeout.is_zero() {
             return Err(ConfigError::MountTimeout);
         }
+        if !args.keyvault_qps.is_finite() || args.keyvault_qps < 0.0 {
+            return Err(ConfigError::KeyVaultQps);
+        }
         let imds_endpoint = match env(auth::IMDS_ENDPOINT_ENV).filter(|v| !v.trim().is_empty()) {
             Some(value) => base_url(auth::IMDS_ENDPOINT_ENV, &value)?,
             None => AuthConfig::default().imds_endpoint,
@@ -107,6 +112,8 @@ impl Config {
             },
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
+                cache_ttl: Some(args.cache_ttl).filter(|ttl| !ttl.is_zero()),
+                keyvault_qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),
                 mount_timeout: args.mount_timeout,
                 render: RenderOptions {
                     construct_pem_chain: args.construct_pem_chain,

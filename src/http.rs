@@ -4,7 +4,8 @@
 //!
 //! This module sends requests and reads bounded bodies; it names the endpoint
 //! in every error. It does not decide what a response means (that is `auth`
-//! and `keyvault`) and never sees request bodies in its errors.
+//! and `keyvault`) and never sees request bodies in its errors. Retries are
+//! the layer in `http/retrying.rs`, used by Key Vault and Entra ID requests.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,10 @@ use reqwest::{Certificate, Client, Method, RequestBuilder, StatusCode, header};
 use thiserror::Error;
 
 use crate::metrics::{Metrics, Service};
+
+mod retrying;
+
+pub use retrying::{Gate, Retry, RetryError};
 
 /// The largest response body read from any Azure endpoint. Key Vault secrets
 /// are at most 25 KiB; version listings page at 25 items.
@@ -82,6 +87,9 @@ impl SendError {
 pub struct Response {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    /// `x-ms-retry-after-ms` (or `retry-after-ms`): Azure's wait in
+    /// milliseconds, which wins over `Retry-After`.
+    pub retry_after_ms: Option<String>,
     pub body: Vec<u8>,
     /// The server's leaf certificate (DER), when the client was built with
     /// `tls_info(true)`.
@@ -204,11 +212,15 @@ impl Http {
     ) -> Result<Response, SendError> {
         let mut response = request.send().await.map_err(|e| classify(e, endpoint))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let text = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = text(header::RETRY_AFTER.as_str());
+        let retry_after_ms = text("x-ms-retry-after-ms").or_else(|| text("retry-after-ms"));
         let peer_certificate = response
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
@@ -227,6 +239,7 @@ impl Http {
         Ok(Response {
             status,
             retry_after,
+            retry_after_ms,
             body,
             peer_certificate,
         })

@@ -2,24 +2,27 @@
 //! name, obtain a token for the pod's identity, plan the versions to fetch
 //! (listing the versions of `objectVersionHistory` objects), fetch every
 //! version (bounded concurrency, output in declaration order, the first
-//! error cancels the rest) and render them into files. All or nothing: any
-//! error fails the whole mount and no file is returned.
+//! error to arrive cancels the rest) and render them into files. All or
+//! nothing: any error fails the whole mount and no file is returned.
 //!
-//! HTTP details live in `auth` and `keyvault`, format conversions in
-//! `render`; this module only orders the steps and attaches context.
+//! HTTP details live in `auth` and `keyvault`, sharing reads between mounts
+//! in `reads`, format conversions in `render`; this module only orders the
+//! steps and attaches context.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::{FutureExt as _, StreamExt as _};
 use thiserror::Error;
 
 use crate::auth::{AccessToken, AuthError, Authenticator};
 use crate::cloud::{Cloud, CloudError, VaultNameError};
-use crate::keyvault::{Collection, KeyVault, KeyVaultError, VaultRef};
+use crate::keyvault::{Collection, KeyVaultError, VaultRef};
 use crate::metrics::Metrics;
 use crate::object::{KeyVaultObject, ObjectType, VersionEntry};
 use crate::params::{CloudSpec, MountParams};
+use crate::reads::{Read, Reads, What};
 use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, RenderOptions, Slot};
 
 /// Limits and switches that apply to every mount.
@@ -27,6 +30,11 @@ use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, Render
 pub struct MountOptions {
     /// Objects fetched at the same time within one mount.
     pub max_concurrent_fetches: usize,
+    /// `--cache-ttl`: how long Key Vault answers are kept (`None`: not at
+    /// all). Used when the shared reads are built (`app`).
+    pub cache_ttl: Option<Duration>,
+    /// `--keyvault-qps`: requests per second per vault (`None`: no limit).
+    pub keyvault_qps: Option<f64>,
     /// The whole mount's time limit (`--mount-timeout`), shortened to the
     /// driver's deadline when it sends one (see `budget`).
     pub mount_timeout: std::time::Duration,
@@ -38,10 +46,16 @@ pub struct MountOptions {
 /// mount, so our error (naming the endpoint) reaches the pod's events.
 pub const DEFAULT_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
 
+/// `--max-concurrent-fetches` default (see docs/benchmarks.md): enough for
+/// the 20-object mount of the benchmark to need one Key Vault round trip.
+pub const DEFAULT_MAX_CONCURRENT_FETCHES: usize = 32;
+
 impl Default for MountOptions {
     fn default() -> Self {
         Self {
-            max_concurrent_fetches: 8,
+            max_concurrent_fetches: DEFAULT_MAX_CONCURRENT_FETCHES,
+            cache_ttl: None,
+            keyvault_qps: None,
             mount_timeout: DEFAULT_MOUNT_TIMEOUT,
             render: RenderOptions::default(),
         }
@@ -118,7 +132,7 @@ impl ObjectError {
 #[derive(Clone, Debug)]
 pub struct Mounter {
     auth: Authenticator,
-    keyvault: KeyVault,
+    reads: Reads,
     options: MountOptions,
     metrics: Metrics,
 }
@@ -126,17 +140,19 @@ pub struct Mounter {
 // === impl Mounter ===
 
 impl Mounter {
-    pub fn new(auth: Authenticator, keyvault: KeyVault, options: MountOptions) -> Self {
+    pub fn new(auth: Authenticator, reads: Reads, options: MountOptions) -> Self {
         Self {
             auth,
-            keyvault,
+            reads,
             options,
             metrics: Metrics::default(),
         }
     }
 
-    /// Records mounts in flight, objects per mount and `keyvault_request`.
+    /// Records mounts in flight, objects per mount, `keyvault_request` and
+    /// coalesced reads.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.reads = self.reads.with_metrics(metrics.clone());
         self.metrics = metrics;
         self
     }
@@ -171,18 +187,13 @@ impl Mounter {
             .iter()
             .map(|object| self.plan(vault, &token, object))
             .collect();
-        let steps: Vec<Vec<Step<'_>>> = futures_util::stream::iter(plans)
-            .buffered(limit)
-            .try_collect()
-            .await?;
+        let steps: Vec<Vec<Step<'_>>> = all_in_order(plans, limit).await?;
         let fetches: Vec<_> = steps
             .into_iter()
             .flatten()
             .map(|step| self.step(vault, &token, step, params))
             .collect();
-        let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
-            .buffered(limit)
-            .try_collect()
+        let rendered: Vec<Vec<render::Rendered>> = all_in_order(fetches, limit)
             .await
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
         let mut output = MountOutput::default();
@@ -225,21 +236,25 @@ impl Mounter {
                 version: object.version.clone(),
             }]);
         }
-        let listed = self
-            .keyvault
-            .list_versions(vault, token, collection(object.object_type), &object.name)
+        let what = What::Versions(collection(object.object_type));
+        let entries = self
+            .reads
+            .read(vault, token, what, &object.name, "")
             .await
+            .and_then(|read| match &*read {
+                Read::Versions(listed) => Ok(listed
+                    .iter()
+                    .map(|v| VersionEntry {
+                        version: v.version.clone(),
+                        created: v.created,
+                    })
+                    .collect()),
+                _ => Err(mismatch(vault)),
+            })
             .map_err(|e| MountError::Object {
                 context: object.context(),
                 source: e.into(),
             })?;
-        let entries = listed
-            .into_iter()
-            .map(|v| VersionEntry {
-                version: v.version,
-                created: v.created,
-            })
-            .collect();
         let chosen = object.history(entries);
         if chosen.is_empty() {
             tracing::warn!(
@@ -322,45 +337,72 @@ impl Mounter {
         object: &KeyVaultObject,
         version: &str,
     ) -> Result<Fetched, ObjectError> {
-        let name = &object.name;
-        match object.object_type {
-            ObjectType::Secret => {
-                let bundle = self
-                    .keyvault
-                    .get_secret(vault, token, name, version)
-                    .await?;
-                Ok(Fetched::Secret {
-                    version: bundle.version().to_owned(),
-                    certificate_backed: bundle.kid.as_deref().is_some_and(|k| !k.is_empty()),
-                    content_type: bundle.content_type,
-                    value: bundle.value,
-                })
-            }
-            ObjectType::Key => {
-                let bundle = self.keyvault.get_key(vault, token, name, version).await?;
-                Ok(Fetched::Key {
-                    version: bundle.version().to_owned(),
-                    jwk: Jwk {
-                        kty: bundle.kty,
-                        crv: bundle.crv,
-                        n: bundle.n,
-                        e: bundle.e,
-                        x: bundle.x,
-                        y: bundle.y,
-                    },
-                })
-            }
-            ObjectType::Cert => {
-                let bundle = self
-                    .keyvault
-                    .get_certificate(vault, token, name, version)
-                    .await?;
-                Ok(Fetched::Certificate {
-                    version: bundle.version().to_owned(),
-                    cer: bundle.cer,
-                })
-            }
+        let what = match object.object_type {
+            ObjectType::Secret => What::Secret,
+            ObjectType::Key => What::Key,
+            ObjectType::Cert => What::Certificate,
+        };
+        let read = self
+            .reads
+            .read(vault, token, what, &object.name, version)
+            .await?;
+        // The answer is shared: copy out what rendering consumes.
+        match &*read {
+            Read::Secret(bundle) => Ok(Fetched::Secret {
+                version: bundle.version().to_owned(),
+                certificate_backed: bundle.kid.as_deref().is_some_and(|k| !k.is_empty()),
+                content_type: bundle.content_type.clone(),
+                value: bundle.value.clone(),
+            }),
+            Read::Key(bundle) => Ok(Fetched::Key {
+                version: bundle.version().to_owned(),
+                jwk: Jwk {
+                    kty: bundle.kty.clone(),
+                    crv: bundle.crv.clone(),
+                    n: bundle.n.clone(),
+                    e: bundle.e.clone(),
+                    x: bundle.x.clone(),
+                    y: bundle.y.clone(),
+                },
+            }),
+            Read::Certificate(bundle) => Ok(Fetched::Certificate {
+                version: bundle.version().to_owned(),
+                cer: bundle.cer.clone(),
+            }),
+            Read::Versions(_) => Err(mismatch(vault).into()),
         }
+    }
+}
+
+/// Runs `futures`, at most `limit` at a time, and returns their outputs in
+/// the given order, or the first error to arrive: the others are dropped
+/// (their requests cancelled) at once rather than awaited.
+async fn all_in_order<T, E, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut outputs: Vec<Option<T>> = std::iter::repeat_with(|| None)
+        .take(futures.len())
+        .collect();
+    let indexed = futures
+        .into_iter()
+        .enumerate()
+        .map(|(i, future)| future.map(move |output| output.map(|value| (i, value))));
+    let mut running = futures_util::stream::iter(indexed).buffer_unordered(limit.max(1));
+    while let Some(done) = running.next().await {
+        let (i, value) = done?;
+        outputs[i] = Some(value);
+    }
+    Ok(outputs.into_iter().flatten().collect())
+}
+
+/// A shared answer of another kind than the read asked for; cannot happen
+/// (the read key includes the kind), but is an error rather than a panic.
+fn mismatch(vault: VaultRef<'_>) -> KeyVaultError {
+    KeyVaultError::Malformed {
+        vault: vault.name.to_owned(),
+        status: 200,
+        reason: "internal error: a shared answer of another kind".into(),
     }
 }
 
