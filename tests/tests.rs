@@ -29,3 +29,5 @@ mod logs;
 mod dryrun;
 // Every identity mode, sovereign clouds, the token cache, timeouts, hints.
 mod identity;
+// Under load: coalescing, the value cache, throttling, retries, fail-fast.
+mod load;

@@ -144,8 +144,13 @@ where
             Decision::OutOfBudget { wanted }
                 if retry.gate.is_some() && matches!(outcome, Outcome::Throttled { .. }) =>
             {
+                let asked = match outcome {
+                    Outcome::Throttled { retry_after } => retry_after,
+                    _ => None,
+                };
                 return Err(RetryError::Busy {
-                    wait: wanted,
+                    // What Key Vault asked for, not our jittered version.
+                    wait: asked.unwrap_or(wanted),
                     remaining: deadline.saturating_duration_since(Instant::now()),
                     throttled: true,
                     attempts: tries,
@@ -374,7 +379,7 @@ mod tests {
         };
         assert!(throttled);
         assert_eq!(attempts, 1);
-        assert!(wait >= Duration::from_secs(10), "{wait:?}");
+        assert_eq!(wait, Duration::from_secs(10), "what Key Vault asked for");
         assert_eq!(Instant::now(), start, "gave up without sleeping");
         // The next mount within the window does not even try.
         let later = Script::new(vec![]);
