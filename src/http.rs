@@ -15,8 +15,15 @@ use thiserror::Error;
 use crate::metrics::{Metrics, Service};
 
 mod retrying;
+mod warmup;
 
 pub use retrying::{Gate, Retry, RetryError};
+use warmup::Warmup;
+
+/// How long an idle connection is kept: longer than the driver's default
+/// rotation poll (2 minutes), so rotation mounts reuse the connection;
+/// HTTP/2 pings every 30 s keep it alive through NAT and load balancers.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The largest response body read from any Azure endpoint. Key Vault secrets
 /// are at most 25 KiB; version listings page at 25 items.
@@ -103,6 +110,7 @@ pub struct Http {
     client: Client,
     request_timeout: Duration,
     metrics: Metrics,
+    warmup: Warmup,
 }
 
 // === impl Http ===
@@ -132,15 +140,16 @@ impl Http {
         let builder = Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(false)
+            .http2_keep_alive_while_idle(true)
             .tcp_keepalive(Duration::from_secs(60));
         let client = adjust(builder)?.build().map_err(BuildError::Client)?;
         Ok(Self {
             client,
             request_timeout: config.request_timeout,
             metrics: Metrics::default(),
+            warmup: Warmup::new(POOL_IDLE_TIMEOUT),
         })
     }
 
@@ -172,7 +181,14 @@ impl Http {
         let _waiting = crate::budget::waiting_on(endpoint);
         let limit = self.request_timeout;
         let started = Instant::now();
-        let result = match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
+        let exchange = async {
+            // A cold host: one connection first, then everyone shares it.
+            let opener = self.warmup.enter(endpoint).await;
+            let result = self.exchange(request, endpoint).await;
+            self.warmup.finish(endpoint, opener, result.is_ok());
+            result
+        };
+        let result = match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout {
                 endpoint: endpoint.to_owned(),

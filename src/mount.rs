@@ -438,3 +438,53 @@ async fn resolve_cloud(spec: &CloudSpec) -> Result<Cloud, MountError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn outputs_keep_their_order_whatever_order_they_finish_in() {
+        let delays = [30u64, 10, 20, 0];
+        let futures: Vec<_> = delays
+            .iter()
+            .map(|&ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, ()>(ms)
+            })
+            .collect();
+        assert_eq!(all_in_order(futures, 2).await, Ok(vec![30, 10, 20, 0]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_error_to_arrive_drops_the_rest() {
+        let finished = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        // A slow object first, then one that fails fast, then eight more.
+        let futures: Vec<_> = (0..10)
+            .map(|i| {
+                let (finished, started) = (finished.clone(), started.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if i == 1 {
+                        return Err(i);
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(i)
+                }
+            })
+            .collect();
+        let begin = tokio::time::Instant::now();
+        assert_eq!(all_in_order(futures, 4).await, Err(1));
+        assert_eq!(tokio::time::Instant::now(), begin, "not after the slow one");
+        assert_eq!(finished.load(Ordering::SeqCst), 0);
+        assert!(
+            started.load(Ordering::SeqCst) <= 5,
+            "the rest never started"
+        );
+    }
+}
