@@ -417,6 +417,10 @@ async fn keyvault_qps_spaces_requests_and_fails_a_mount_it_cannot_fit() {
 #[tokio::test]
 async fn the_first_error_cancels_the_other_requests() {
     let harness = start(8, &["--max-concurrent-fetches=4"]).await;
+    // Warm connections first: on a cold host the first request goes alone
+    // and the others wait for its answer (http/warmup.rs).
+    harness.mount_pod(&spc(&[SECRET]), 99).await.expect("mount");
+    harness.fake.reset_counters();
     let slow = Duration::from_millis(1500);
     for i in 0..8 {
         harness.fake.set_object_latency(&format!("s{i}"), slow);

@@ -43,6 +43,10 @@ pub struct Harness {
     dir: TempDir,
     log: PathBuf,
     child: Option<Child>,
+    /// One token per service account for the harness's life, so that two
+    /// mounts in different seconds still present the same token (as one
+    /// pod does) and token-cache counts do not depend on the clock.
+    tokens: std::sync::Mutex<std::collections::HashMap<(String, String), ServiceAccountToken>>,
 }
 
 impl Harness {
@@ -66,6 +70,7 @@ impl Harness {
             dir,
             log,
             child: Some(child),
+            tokens: Default::default(),
         };
         harness.wait_ready().await;
         harness
@@ -95,19 +100,24 @@ impl Harness {
         self.dir.path()
     }
 
-    /// A projected service-account token for the WI audience.
+    /// A projected service-account token for the WI audience (the same one
+    /// on every call for a service account).
     pub fn token(&self, namespace: &str, service_account: &str) -> ServiceAccountToken {
-        ServiceAccountToken {
-            audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
-            token: fake_azure::mint_service_account_token(
-                ISSUER,
-                namespace,
-                service_account,
-                driver::WORKLOAD_IDENTITY_AUDIENCE,
-                Duration::from_secs(3600),
-            ),
-            expiration: "2099-01-01T00:00:00Z".into(),
-        }
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .entry((namespace.to_owned(), service_account.to_owned()))
+            .or_insert_with(|| ServiceAccountToken {
+                audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
+                token: fake_azure::mint_service_account_token(
+                    ISSUER,
+                    namespace,
+                    service_account,
+                    driver::WORKLOAD_IDENTITY_AUDIENCE,
+                    Duration::from_secs(3600),
+                ),
+                expiration: "2099-01-01T00:00:00Z".into(),
+            })
+            .clone()
     }
 
     /// Mounts a SecretProviderClass for a pod with its WI token.

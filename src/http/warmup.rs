@@ -18,8 +18,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The longest a request waits for another's connection before opening its
-/// own (a slow first answer must not hold the others for long).
-pub const MAX_WAIT: Duration = Duration::from_secs(2);
+/// own: the first answer is the only sign that the connection is up (the
+/// pool does not tell), and a slow one must not hold the others for long.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Hosts kept before idle ones are forgotten.
 const MAX_HOSTS: usize = 1024;
