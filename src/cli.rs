@@ -112,7 +112,7 @@ pub struct Args {
     pub cache_ttl: Duration,
 
     /// Most requests per second to one vault from this node (0: no limit).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub keyvault_qps: f64,
 
     /// Time limit of one HTTP request to Entra ID or Key Vault.

@@ -212,6 +212,30 @@ mod tests {
     }
 
     #[test]
+    fn load_flags_are_off_by_default_and_validated() {
+        let config = Config::build(&args(&[]), |_| None).unwrap();
+        assert_eq!(config.mount.max_concurrent_fetches, 32);
+        assert_eq!(config.mount.cache_ttl, None);
+        assert_eq!(config.mount.keyvault_qps, None);
+        let config = Config::build(
+            &args(&["--cache-ttl=30s", "--keyvault-qps=2.5", "--keyvault-qps=0"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(config.mount.cache_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(config.mount.keyvault_qps, None, "the last repeat wins: 0");
+        let config = Config::build(&args(&["--keyvault-qps", "2.5"]), |_| None).unwrap();
+        assert_eq!(config.mount.keyvault_qps, Some(2.5));
+        for bad in [["--keyvault-qps", "-1"], ["--keyvault-qps", "inf"]] {
+            let err = Config::build(&args(&bad), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--keyvault-qps must be"), "{err}");
+        }
+        assert!(Args::try_parse_from(["p", "--cache-ttl", "soon"]).is_err());
+    }
+
+    #[test]
     fn admin_listeners_default_to_every_interface() {
         let config = Config::build(&args(&[]), |_| None).unwrap();
         assert_eq!(config.admin.bind, None);
