@@ -31,3 +31,5 @@ mod dryrun;
 mod identity;
 // Extensions over upstream: optional objects, jmesPath, PEM → PFX, a vault per object.
 mod extensions;
+// Under load: coalescing, the value cache, throttling, retries, fail-fast.
+mod load;

@@ -363,6 +363,18 @@ impl FakeAzure {
             .map_err(anyhow::Error::msg)
     }
 
+    /// Delays Key Vault requests for the object `name` (in any vault) by
+    /// `latency` on top of the target's latency (zero clears it).
+    pub fn set_object_latency(&self, name: &str, latency: Duration) {
+        self.shared.faults().set_object_latency(name, latency);
+    }
+
+    /// Cuts the next `count` responses of `target` off after the headers
+    /// and part of the body, as a reset connection would.
+    pub fn reset_responses(&self, target: Target, count: u32) {
+        self.shared.faults().reset(target, count);
+    }
+
     /// Removes all latency, throttling and errors.
     pub fn clear_faults(&self) {
         self.shared.faults().clear();

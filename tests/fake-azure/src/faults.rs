@@ -1,13 +1,18 @@
-//! Fault injection: added latency, throttling (429 + `Retry-After`) and
-//! server errors, per target service.
+//! Fault injection: added latency (per target, and per Key Vault object
+//! name), throttling (429 + `Retry-After`), server errors and responses cut
+//! off mid-body (a connection reset as the client sees it), per target
+//! service.
 //!
 //! This module only decides *whether* a request is hit; the handlers in
-//! `aad.rs` and `keyvault.rs` shape the response the way each service would.
+//! `aad.rs` and `keyvault.rs` shape the response the way each service would
+//! (and `server.rs` cuts a response off).
 //! Faults apply to every request to the target (including Key Vault's
 //! unauthenticated challenge probe) until their count or deadline runs out.
-//! When both are set, throttling is consumed before server errors.
+//! When several are set, throttling is consumed first, then server errors,
+//! then cut-offs.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Which fake service a fault applies to.
@@ -53,6 +58,7 @@ pub(crate) enum Injected {
 /// {"target": "aad", "throttle": {"retry_after_secs": 2, "count": 3}}
 /// {"target": "key_vault", "throttle": {"for_ms": 5000}}
 /// {"target": "key_vault", "fail_5xx": {"status": 503, "count": 1}}
+/// {"target": "key_vault", "reset": 2}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +75,10 @@ pub struct FaultSpec {
     /// Fail requests with a 5xx status.
     #[serde(default)]
     pub fail_5xx: Option<FailSpec>,
+    /// Cut the next this many responses off after their headers and part of
+    /// the body (HTTP/2: `RST_STREAM`; HTTP/1.1: the connection closes).
+    #[serde(default)]
+    pub reset: Option<u32>,
 }
 
 /// Throttling, by count or for a duration (count wins if both are given;
@@ -102,6 +112,7 @@ struct TargetFaults {
     latency: Duration,
     throttle: Option<(Option<u64>, Limit)>,
     fail: Option<(u16, u32)>,
+    resets: u32,
 }
 
 /// The faults currently armed, per target.
@@ -112,6 +123,8 @@ pub(crate) struct Faults {
     imds: TargetFaults,
     nmi: TargetFaults,
     token_proxy: TargetFaults,
+    /// Extra latency of Key Vault requests for an object, by object name.
+    object_latency: HashMap<String, Duration>,
 }
 
 // === impl Faults ===
@@ -133,6 +146,33 @@ impl Faults {
 
     pub(crate) fn set_latency(&mut self, target: Target, latency: Duration) {
         self.slot(target).latency = latency;
+    }
+
+    /// Extra latency for Key Vault requests naming this object (any vault,
+    /// any collection); zero clears it.
+    pub(crate) fn set_object_latency(&mut self, name: &str, latency: Duration) {
+        if latency.is_zero() {
+            self.object_latency.remove(name);
+        } else {
+            self.object_latency.insert(name.to_string(), latency);
+        }
+    }
+
+    pub(crate) fn object_latency(&self, name: &str) -> Duration {
+        self.object_latency.get(name).copied().unwrap_or_default()
+    }
+
+    /// Cuts the next `count` responses of `target` off mid-body.
+    pub(crate) fn reset(&mut self, target: Target, count: u32) {
+        self.slot(target).resets = count;
+    }
+
+    /// Consumes one cut-off for a response of `target`, if one is armed.
+    pub(crate) fn take_reset(&mut self, target: Target) -> bool {
+        let slot = self.slot(target);
+        let armed = slot.resets > 0;
+        slot.resets = slot.resets.saturating_sub(1);
+        armed
     }
 
     pub(crate) fn throttle(&mut self, target: Target, retry_after_secs: Option<u64>, limit: Limit) {
@@ -164,6 +204,9 @@ impl Faults {
         }
         if let Some(ms) = spec.latency_ms {
             self.set_latency(spec.target, Duration::from_millis(ms));
+        }
+        if let Some(n) = spec.reset {
+            self.reset(spec.target, n);
         }
         if let Some(t) = &spec.throttle {
             let limit = match (t.count, t.for_ms) {
@@ -230,6 +273,21 @@ mod tests {
             Some(Injected::ServerError(503))
         );
         assert_eq!(f.take(Target::KeyVault, now), None);
+    }
+
+    #[test]
+    fn resets_and_object_latency() {
+        let mut f = Faults::default();
+        f.reset(Target::KeyVault, 2);
+        assert!(!f.take_reset(Target::Aad));
+        assert!(f.take_reset(Target::KeyVault));
+        assert!(f.take_reset(Target::KeyVault));
+        assert!(!f.take_reset(Target::KeyVault));
+        f.set_object_latency("slow", Duration::from_secs(1));
+        assert_eq!(f.object_latency("slow"), Duration::from_secs(1));
+        assert_eq!(f.object_latency("other"), Duration::ZERO);
+        f.set_object_latency("slow", Duration::ZERO);
+        assert_eq!(f.object_latency("slow"), Duration::ZERO);
     }
 
     #[test]

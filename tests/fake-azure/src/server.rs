@@ -10,12 +10,19 @@
 //! A CONNECT to the host of a vault that does not exist is refused with
 //! `502`, as a real proxy does when DNS fails. Every request is logged once
 //! at info with method, host, path and status; never bodies or headers.
+//! A response marked [`CutOff`] (the `reset` fault) is sent with its
+//! headers and half its body, then the stream fails.
 
 use std::convert::Infallible;
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request};
@@ -192,7 +199,63 @@ async fn serve_tls(ctx: Arc<Ctx>, upgraded: Upgraded) {
     }
 }
 
-async fn azure_request(shared: &Shared, req: Request<Incoming>) -> Resp {
+/// Marks a response to be cut off mid-body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CutOff;
+
+/// A body that yields its first part, then fails a moment later (so the
+/// client has the headers and the first bytes before the stream breaks).
+struct CutOffBody {
+    first: Option<Bytes>,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for CutOffBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(part) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(part))));
+        }
+        std::task::ready!(self.pause.as_mut().poll(cx));
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fake-azure: response cut off",
+        ))))
+    }
+}
+
+type WireResp = hyper::Response<Either<Full<Bytes>, CutOffBody>>;
+
+/// Sends `resp` whole, or half of its body when it is marked [`CutOff`].
+async fn on_the_wire(resp: Resp) -> WireResp {
+    let cut = resp.extensions().get::<CutOff>().is_some();
+    let (mut parts, body) = resp.into_parts();
+    if !cut {
+        return hyper::Response::from_parts(parts, Either::Left(body));
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    let first = bytes.slice(..bytes.len() / 2);
+    let pause = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(50)));
+    hyper::Response::from_parts(
+        parts,
+        Either::Right(CutOffBody {
+            first: Some(first),
+            pause,
+        }),
+    )
+}
+
+async fn azure_request(shared: &Shared, req: Request<Incoming>) -> WireResp {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     if let Some(agent) = parts.headers.get(hyper::header::USER_AGENT) {
@@ -207,7 +270,7 @@ async fn azure_request(shared: &Shared, req: Request<Incoming>) -> Resp {
         Err(_) => (String::new(), too_large()),
     };
     log(&parts.method, &host, parts.uri.path(), &resp, started);
-    resp
+    on_the_wire(resp).await
 }
 
 /// Applies latency and faults for the request's service, then handles it.
@@ -224,8 +287,18 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
             tokio::time::sleep(latency).await;
         }
     }
+    if let Route::KeyVault { .. } = &route {
+        let (segs, _) = req.segments();
+        let extra = segs.get(1).map_or_else(Default::default, |name| {
+            shared.faults().object_latency(name)
+        });
+        if !extra.is_zero() {
+            tokio::time::sleep(extra).await;
+        }
+    }
     let fault = target.and_then(|t| shared.faults().take(t, Instant::now()));
-    match route {
+    let cut = fault.is_none() && target.is_some_and(|t| shared.faults().take_reset(t));
+    let mut resp = match route {
         Route::Aad(cloud) => aad::handle(shared, cloud, req, fault),
         Route::KeyVault { vault, cloud } => keyvault::handle(shared, cloud, &vault, req, fault),
         Route::Unknown => wire::json(
@@ -233,7 +306,12 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
             &serde_json::json!({"error": {"code": "UnknownHost",
                 "message": format!("fake-azure does not serve host '{}'", req.host)}}),
         ),
+    };
+    if cut {
+        shared.counters().responses_cut_off += 1;
+        resp.extensions_mut().insert(CutOff);
     }
+    resp
 }
 
 fn too_large() -> Resp {
