@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: all build release test demo bench lint fmt clippy clean image e2e-kind
+.PHONY: all build release test demo bench lint fmt clippy clean image e2e-kind fuzz soak
 
 # Container images (`make image`; needs Docker).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -38,6 +38,17 @@ demo:
 bench:
 	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example bench
 	target/release/examples/bench
+
+# Every fuzz target for FUZZ_SECONDS (default 20) each, from the committed
+# corpus (scripts/fuzz.sh; installs cargo-fuzz when missing).
+fuzz:
+	scripts/fuzz.sh
+
+# 10,000 mounts (good, bad, throttled) against the fake, sampling the
+# provider's RSS and open fds; writes docs/soak.md (scripts/soak.sh).
+soak:
+	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example soak
+	target/release/examples/soak
 
 # The provider's image and the Azure fake's image (for the kind e2e).
 image:

@@ -14,10 +14,10 @@
 //! the identity (tenant, client id, pod) and the endpoint; they never carry
 //! a token, an assertion or a client secret.
 
-mod aad;
+pub(crate) mod aad;
 mod cache;
-mod imds;
-mod pod_identity;
+pub(crate) mod imds;
+pub(crate) mod pod_identity;
 mod token_proxy;
 
 use std::sync::Arc;
@@ -518,7 +518,7 @@ fn assertion_expiry(token: &ServiceAccountToken) -> Option<SystemTime> {
     Some(jwt_expiry(token.token.expose_secret()).unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
-fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+pub(crate) fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     use base64::Engine as _;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

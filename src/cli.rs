@@ -115,6 +115,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub keyvault_qps: f64,
 
+    /// Largest mount response in bytes; match the driver's
+    /// --max-call-recv-msg-size (default 4 MiB) when raising it.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_call_send_msg_size: usize,
+
     /// Time limit of one HTTP request to Entra ID or Key Vault.
     #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub request_timeout: Duration,

@@ -115,6 +115,7 @@ impl Config {
                 cache_ttl: Some(args.cache_ttl).filter(|ttl| !ttl.is_zero()),
                 keyvault_qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),
                 mount_timeout: args.mount_timeout,
+                max_response_bytes: args.max_call_send_msg_size,
                 render: RenderOptions {
                     construct_pem_chain: args.construct_pem_chain,
                     write_cert_and_key_in_separate_files: args.write_cert_and_key_in_separate_files,

@@ -615,7 +615,9 @@ fn decode_error(vault: &str, status: u16, body: &[u8]) -> KeyVaultError {
         }) => KeyVaultError::Service {
             vault: vault.to_owned(),
             status,
-            code: code.unwrap_or_else(|| "Unknown".into()),
+            // An error code is one word; a line break in it (fuzzing
+            // found one) must not reach the message.
+            code: bounded(code.as_deref().unwrap_or("Unknown")),
             message: bounded(message.as_deref().unwrap_or("")),
         },
         _ => KeyVaultError::Malformed {

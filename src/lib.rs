@@ -20,6 +20,9 @@ pub mod cloud;
 pub mod coalesce;
 pub mod config;
 pub mod dryrun;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod keyvault;
 pub mod metrics;

@@ -9,6 +9,26 @@ use akv_csi_provider::{app, cli, config::Config, dryrun, trace};
 /// `EX_USAGE`: the command line or environment is invalid.
 const EXIT_USAGE: u8 = 64;
 
+/// Panics are logged as one error line in the log format in use (a JSON
+/// log stays JSON); the server turns a panicking mount into that mount's
+/// error and keeps serving.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        tracing::error!(
+            panic = %message.escape_debug(),
+            %location,
+            "panic: this is a bug in akv-csi-provider, please report it"
+        );
+    }));
+}
+
 fn main() -> ExitCode {
     let (args, ignored_klog_flags) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
@@ -25,6 +45,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     trace::init(args.log_format_json, args.verbosity);
+    log_panics();
     if !ignored_klog_flags.is_empty() {
         tracing::info!(flags = ?ignored_klog_flags, "ignoring klog flags; logs always go to stderr");
     }

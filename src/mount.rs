@@ -52,7 +52,14 @@ pub struct MountOptions {
     pub mount_timeout: std::time::Duration,
     /// `--construct-pem-chain`, `--write-cert-and-key-in-separate-files`.
     pub render: RenderOptions,
+    /// `--max-call-send-msg-size`: the largest response a mount may
+    /// produce (the driver refuses larger ones).
+    pub max_response_bytes: usize,
 }
+
+/// The driver's default `--max-call-recv-msg-size` (4 MiB): a larger
+/// response is refused by its gRPC client.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
 /// mount, so our error (naming the endpoint) reaches the pod's events.
@@ -70,6 +77,7 @@ impl Default for MountOptions {
             keyvault_qps: None,
             mount_timeout: DEFAULT_MOUNT_TIMEOUT,
             render: RenderOptions::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -105,6 +113,18 @@ pub enum MountError {
          <file>.key for certificate-backed secrets); change an objectAlias"
     )]
     DuplicateFile(String),
+    /// The files would make a response the driver refuses.
+    #[error(
+        "the mount's files exceed {limit} bytes, the most the driver accepts (its \
+         --max-call-recv-msg-size, 4 MiB by default; ours is --max-call-send-msg-size), at file \
+         {path:?} ({size} bytes, {id}); mount fewer or smaller objects, or raise both limits"
+    )]
+    ResponseTooLarge {
+        limit: usize,
+        path: String,
+        size: usize,
+        id: String,
+    },
 }
 
 /// A failure while fetching or rendering one object.
@@ -126,6 +146,7 @@ impl MountError {
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
             Self::DuplicateFile(_) => Cow::Borrowed("DuplicateFile"),
+            Self::ResponseTooLarge { .. } => Cow::Borrowed("ResponseTooLarge"),
         }
     }
 }
@@ -219,6 +240,13 @@ impl Mounter {
         let rendered: Vec<Vec<render::Rendered>> = all_in_order(fetches, limit)
             .await
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
+        // The driver refuses responses over its receive limit; say so here,
+        // naming the file that crossed it, instead of failing in the driver.
+        let mut size = ResponseSize::new(self.options.max_response_bytes);
+        let rendered: Vec<Vec<render::Rendered>> = rendered
+            .into_iter()
+            .map(|files| size.add(files))
+            .collect::<Result<_, _>>()?;
         let mut output = MountOutput::default();
         let mut paths = std::collections::HashSet::new();
         let mut mounted = vec![false; params.objects.len()];
@@ -321,6 +349,8 @@ impl Mounter {
     ) -> Result<Vec<render::Rendered>, MountError> {
         let object = step.object;
         let result = async {
+            #[cfg(debug_assertions)]
+            test_panic_hook(object);
             let started = Instant::now();
             let fetched = self.fetch(vault, token, object, &step.version).await;
             self.observe_fetch(object, started.elapsed(), &fetched);
@@ -459,6 +489,61 @@ fn mismatch(vault: VaultRef<'_>) -> KeyVaultError {
         vault: vault.name.to_owned(),
         status: 200,
         reason: "internal error: a shared answer of another kind".into(),
+    }
+}
+
+/// The running size of a mount's response, against its limit.
+struct ResponseSize {
+    total: usize,
+    limit: usize,
+}
+
+impl ResponseSize {
+    fn new(limit: usize) -> Self {
+        Self { total: 0, limit }
+    }
+
+    /// Counts one object version's files; an error once the total is over.
+    fn add(&mut self, files: Vec<render::Rendered>) -> Result<Vec<render::Rendered>, MountError> {
+        for item in &files {
+            self.total += encoded_size_bound(item);
+            if self.total > self.limit {
+                return Err(MountError::ResponseTooLarge {
+                    limit: self.limit,
+                    path: item.file.path.clone(),
+                    size: item.file.contents.len(),
+                    id: item.version.id.clone(),
+                });
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// An upper bound of what one file and its object version add to the
+/// encoded `MountResponse`: the strings and contents plus protobuf framing
+/// (tags and length prefixes, at most 48 bytes for both messages).
+pub fn encoded_size_bound(item: &render::Rendered) -> usize {
+    item.file.path.len()
+        + item.file.contents.len()
+        + item.version.id.len()
+        + item.version.version.len()
+        + 48
+}
+
+/// Debug builds only: the environment variable that makes the fetch of
+/// the object it names panic.
+#[cfg(debug_assertions)]
+pub const TEST_PANIC_ENV: &str = "AKV_CSI_PROVIDER_TEST_PANIC_OBJECT";
+
+/// Debug builds only (release builds have no such code): panics inside the
+/// mount when `AKV_CSI_PROVIDER_TEST_PANIC_OBJECT` names this object, while
+/// the mount's other fetches are in flight, so a test can prove a panic
+/// fails that mount alone.
+#[cfg(debug_assertions)]
+fn test_panic_hook(object: &KeyVaultObject) {
+    if std::env::var_os(TEST_PANIC_ENV).is_some_and(|name| name == object.name.as_str()) {
+        panic!("test panic inside the mount while fetching {}", object.name);
     }
 }
 

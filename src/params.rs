@@ -21,8 +21,10 @@ use crate::object::{FileMode, JmesPathSpec, KeyVaultObject, ObjectError, ObjectS
 mod hints;
 #[cfg(test)]
 mod tests;
+mod yaml;
 
 pub use hints::{Hints, KeyHint, Topic};
+pub use yaml::MAX_FLOW_DEPTH;
 
 // Keys of `attributes` (case-sensitive, values whitespace-trimmed).
 const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
@@ -189,6 +191,13 @@ pub enum ParamsError {
     ObjectsTooLarge(usize),
     #[error("failed to yaml unmarshal objects, error: {0}")]
     ObjectsYaml(String),
+    #[error("objects nests flow collections ([…] or {{…}}) more than {MAX_FLOW_DEPTH} levels deep")]
+    ObjectsTooDeep,
+    #[error(
+        "unmarshal failed for keyVaultObjects at index {0}, error: it nests flow collections \
+         ([…] or {{…}}) more than {MAX_FLOW_DEPTH} levels deep"
+    )]
+    ObjectTooDeep(usize),
     #[error("objects lists {0} objects, the limit is {MAX_OBJECTS}")]
     TooManyObjects(usize),
     #[error("objects request {0} object versions in total, the limit is {MAX_OBJECT_VERSIONS}")]
@@ -233,6 +242,8 @@ impl ParamsError {
             Self::ObjectsNotSet
             | Self::ObjectsTooLarge(_)
             | Self::ObjectsYaml(_)
+            | Self::ObjectsTooDeep
+            | Self::ObjectTooDeep(_)
             | Self::TooManyObjects(_)
             | Self::TooManyVersions(_)
             | Self::ObjectUnmarshal { .. }
@@ -670,6 +681,9 @@ fn objects(yaml: &str) -> Result<Vec<KeyVaultObject>, ParamsError> {
     if yaml.len() > MAX_OBJECTS_YAML_BYTES {
         return Err(ParamsError::ObjectsTooLarge(yaml.len()));
     }
+    if yaml::flow_depth(yaml) > MAX_FLOW_DEPTH {
+        return Err(ParamsError::ObjectsTooDeep);
+    }
     let list: ObjectList =
         serde_yaml_ng::from_str(yaml).map_err(|e| ParamsError::ObjectsYaml(e.to_string()))?;
     // Deliberate: upstream reads a missing `array` key as an empty list and
@@ -701,6 +715,9 @@ fn objects(yaml: &str) -> Result<Vec<KeyVaultObject>, ParamsError> {
 }
 
 fn object_spec(yaml: &str, index: usize) -> Result<ObjectSpec, ParamsError> {
+    if yaml::flow_depth(yaml) > MAX_FLOW_DEPTH {
+        return Err(ParamsError::ObjectTooDeep(index));
+    }
     let raw: Option<RawObject> = serde_yaml_ng::from_str(yaml)
         .map_err(|source| ParamsError::ObjectUnmarshal { index, source })?;
     let raw = raw.unwrap_or_default();

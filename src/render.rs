@@ -12,16 +12,16 @@
 //! (PFX writing), `private_key` (PKCS#8 as upstream writes it), `chain`
 //! (leaf → root), `jmes_path` (JSON extraction).
 
-mod chain;
+pub(crate) mod chain;
 mod der;
 #[cfg(test)]
 mod fixtures;
 mod jmes_path;
-mod jwk;
-mod pem;
+pub(crate) mod jwk;
+pub(crate) mod pem;
 mod pfx;
-mod pkcs12;
-mod private_key;
+pub(crate) mod pkcs12;
+pub(crate) mod private_key;
 
 pub use jmes_path::JmesPathError;
 pub use jwk::{Jwk, KeyError};

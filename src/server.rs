@@ -150,9 +150,35 @@ impl Failure {
     fn new(code: impl Into<Cow<'static, str>>, error: &dyn std::fmt::Display) -> Self {
         Self {
             code: ErrorCode::new(code),
-            message: error.to_string(),
+            message: one_line(&error.to_string()),
         }
     }
+}
+
+/// Longest error message sent to the driver (it ends up in a pod event).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// An error message as users see it: control characters escaped (a value
+/// from the SecretProviderClass must not start a new log line or event
+/// line) and at most [`MAX_MESSAGE_BYTES`], cut at a character boundary.
+pub fn one_line(message: &str) -> String {
+    const CUT: &str = " …";
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES));
+    let mut piece = String::new();
+    for c in message.chars() {
+        piece.clear();
+        if c.is_control() {
+            piece.extend(c.escape_default());
+        } else {
+            piece.push(c);
+        }
+        if out.len() + piece.len() > MAX_MESSAGE_BYTES - CUT.len() {
+            out.push_str(CUT);
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
 }
 
 /// The fields of the one log line per mount.

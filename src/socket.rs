@@ -1,14 +1,18 @@
 //! Where the provider listens: parsing `--endpoint` (`unix://<path>` as the
 //! driver expects, or `tcp://host:port` for debugging) and binding the unix
-//! socket safely — a stale socket from a previous run is removed, anything
-//! else at the path is left alone, and the socket is owner-only (0600) from
-//! the moment it appears at its final path.
+//! socket safely — the directory must exist, be writable and not be
+//! writable by everyone without the sticky bit (another user could then
+//! replace the socket); a stale socket from a previous run is removed,
+//! anything else at the path is left alone, and the socket is owner-only
+//! (0600) from the moment anyone else could reach it: it is bound inside a
+//! fresh private (0700) directory, restricted, then renamed into place.
 //!
 //! Serving gRPC on the bound listener is `app`'s job.
 
 use std::fs;
+use std::hash::{BuildHasher as _, Hasher as _};
 use std::io;
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -29,6 +33,29 @@ pub enum SocketError {
         "socket directory {dir} does not exist; create it or mount the providers directory there"
     )]
     NoDirectory { dir: String },
+    #[error("socket directory {dir} is not a directory")]
+    NotADirectory { dir: String },
+    #[error("cannot inspect the socket directory {dir}: {source}")]
+    Directory {
+        dir: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "socket directory {dir} is writable by every user (mode {mode:04o}) and has no sticky \
+         bit, so another user could replace the socket; use a directory only root can write \
+         (the providers directory is 0755 root:root) or set the sticky bit"
+    )]
+    WorldWritable { dir: String, mode: u32 },
+    #[error(
+        "socket directory {dir} is not writable by this process ({source}); run the provider as \
+         root (the DaemonSet sets runAsUser: 0) or give it a writable directory"
+    )]
+    NotWritable {
+        dir: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{path} exists and is not a socket; refusing to remove it")]
     NotASocket { path: String },
     #[error("cannot remove the stale socket {path}: {source}")]
@@ -71,39 +98,118 @@ impl std::fmt::Display for Endpoint {
 
 /// Binds an owner-only unix socket at `path`.
 ///
-/// The socket is bound under a temporary name in the same directory,
-/// restricted to 0600, then renamed into place, so no other user can ever
-/// connect to it during start-up. Must be called inside a tokio runtime.
+/// The socket is bound inside a new private directory (0700) next to
+/// `path`, restricted to 0600, then renamed into place, so no other user can
+/// ever connect to it, whatever the umask. Must be called inside a tokio
+/// runtime.
 pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
     let display = path.display().to_string();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    if !dir.is_dir() {
-        return Err(SocketError::NoDirectory {
-            dir: dir.display().to_string(),
-        });
-    }
+    check_directory(dir)?;
     remove_stale(path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staging = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let bind_error = |source| SocketError::Bind {
-        path: display.clone(),
-        source,
+    let staging = Staging::create(dir)?;
+    let temporary = staging.dir.join("s");
+    let bind_error = |source: io::Error| match writability(dir, source) {
+        Ok(source) => SocketError::Bind {
+            path: display.clone(),
+            source,
+        },
+        Err(not_writable) => not_writable,
     };
-    remove_stale(&staging)?;
-    let listener = tokio::net::UnixListener::bind(&staging).map_err(bind_error)?;
-    let placed = fs::set_permissions(&staging, fs::Permissions::from_mode(0o600))
-        .and_then(|()| fs::rename(&staging, path));
-    if let Err(source) = placed {
-        let _ = fs::remove_file(&staging);
-        return Err(bind_error(source));
-    }
+    let listener = tokio::net::UnixListener::bind(&temporary).map_err(bind_error)?;
+    fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
+        .and_then(|()| fs::rename(&temporary, path))
+        .map_err(bind_error)?;
     Ok(listener)
+}
+
+/// The socket's directory exists, is a directory, and not everyone may
+/// replace entries in it.
+fn check_directory(dir: &Path) -> Result<(), SocketError> {
+    let shown = || dir.display().to_string();
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(SocketError::NoDirectory { dir: shown() });
+        }
+        Err(source) => {
+            return Err(SocketError::Directory {
+                dir: shown(),
+                source,
+            });
+        }
+    };
+    if !meta.is_dir() {
+        return Err(SocketError::NotADirectory { dir: shown() });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let world_writable = mode & 0o002 != 0;
+    let sticky = mode & 0o1000 != 0;
+    if world_writable && !sticky {
+        return Err(SocketError::WorldWritable { dir: shown(), mode });
+    }
+    Ok(())
+}
+
+/// `NotWritable` for the errors that mean the directory refuses new
+/// entries; the error back otherwise.
+fn writability(dir: &Path, source: io::Error) -> Result<io::Error, SocketError> {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            Err(SocketError::NotWritable {
+                dir: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(source),
+    }
+}
+
+/// A private directory (0700, a fresh random name) to bind in; removed on
+/// drop with whatever is still inside (only the socket, if the rename
+/// failed).
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn create(parent: &Path) -> Result<Self, SocketError> {
+        let random = std::collections::hash_map::RandomState::new();
+        let mut last = None;
+        for attempt in 0u32..16 {
+            let mut hasher = random.build_hasher();
+            hasher.write_u32(std::process::id());
+            hasher.write_u32(attempt);
+            let dir = parent.join(format!(".s{:08x}", hasher.finish() as u32));
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(Self { dir }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(source) => {
+                    return Err(writability(parent, source).map_or_else(
+                        |not_writable| not_writable,
+                        |source| SocketError::Directory {
+                            dir: parent.display().to_string(),
+                            source,
+                        },
+                    ));
+                }
+            }
+        }
+        Err(SocketError::Directory {
+            dir: parent.display().to_string(),
+            source: last.unwrap_or_else(|| io::Error::other("no free staging name")),
+        })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.dir.join("s"));
+        let _ = fs::remove_dir(&self.dir);
+    }
 }
 
 /// Removes a socket left by an earlier process; refuses other file types.
@@ -183,9 +289,78 @@ mod tests {
             Err(SocketError::NotASocket { .. })
         ));
         let missing = dir.path().join("nope/azure.sock");
+        let err = bind_unix(&missing).unwrap_err();
+        assert!(matches!(err, SocketError::NoDirectory { .. }), "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "/nope does not exist; create it or mount the providers directory there"
+            ),
+            "{err}"
+        );
+        let under_file = path.join("azure.sock");
+        let err = bind_unix(&under_file).unwrap_err();
+        assert!(matches!(err, SocketError::NotADirectory { .. }), "{err}");
+    }
+
+    /// Anyone could delete or replace the socket in a world-writable
+    /// directory without the sticky bit; with it (like /tmp) only the owner
+    /// can.
+    #[tokio::test]
+    async fn refuses_a_world_writable_directory_without_the_sticky_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("azure.sock");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = bind_unix(&path).unwrap_err();
+        assert!(
+            matches!(err, SocketError::WorldWritable { mode: 0o777, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("is writable by every user (mode 0777) and has no sticky bit"),
+            "{err}"
+        );
+        assert!(!path.exists());
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        let _listener = bind_unix(&path).expect("sticky world-writable directory is fine");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// A directory that refuses new entries (sysfs refuses them even to
+    /// root) gets an error that says so and what to do.
+    #[tokio::test]
+    async fn a_directory_that_is_not_writable_is_a_clear_error() {
+        let err = bind_unix(Path::new("/sys/azure.sock")).unwrap_err();
+        assert!(matches!(err, SocketError::NotWritable { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("socket directory /sys is not writable by this process (")
+                && text.ends_with("run the provider as root (the DaemonSet sets runAsUser: 0) or give it a writable directory"),
+            "{text}"
+        );
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
         assert!(matches!(
-            bind_unix(&missing),
-            Err(SocketError::NoDirectory { .. })
+            writability(Path::new("/d"), denied),
+            Err(SocketError::NotWritable { .. })
         ));
+        let other = io::Error::from(io::ErrorKind::InvalidInput);
+        assert!(writability(Path::new("/d"), other).is_ok());
+    }
+
+    /// The socket is bound in a private directory: nobody else can reach
+    /// it before it is 0600; the directory goes away afterwards.
+    #[test]
+    fn the_staging_directory_is_private_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(dir.path()).unwrap();
+        let mode = fs::metadata(&staging.dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(staging.dir.starts_with(dir.path()));
+        let other = Staging::create(dir.path()).unwrap();
+        assert_ne!(other.dir, staging.dir);
+        fs::write(staging.dir.join("s"), b"").unwrap();
+        drop((staging, other));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

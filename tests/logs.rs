@@ -1,7 +1,9 @@
 //! Logs: one line per mount at the default level (pod, SecretProviderClass,
 //! object count, duration, result), text or JSON, more with `-v`, and never
 //! a service-account token, client secret, access token or secret value —
-//! not in logs, not in errors, not in metrics, at the highest verbosity.
+//! not in logs, not in errors, not in metrics, at the highest verbosity, on
+//! any failure path (broken credentials, undecodable values, answers cut in
+//! half or reset mid-body by Entra ID, IMDS, NMI and Key Vault).
 
 use std::collections::BTreeMap;
 
@@ -255,4 +257,273 @@ async fn no_secret_in_text_logs_errors_or_metrics_at_the_highest_verbosity() {
 #[tokio::test]
 async fn no_secret_in_json_logs_errors_or_metrics_at_the_highest_verbosity() {
     assert_nothing_secret_leaks(&["-v=10", "--log-format-json"]).await;
+}
+
+// Distinctive values: none may appear in any log line, error or metric.
+const CANARY_CLIENT_SECRET: &str = "canary-client-secret-b7e41d";
+const CANARY_WRONG_SECRET: &str = "canary-wrong-client-secret-0c55aa";
+const CANARY_SECRET_VALUE: &str = "canary-secret-value-3c9e1f";
+const CANARY_NOT_BASE64: &str = "canary!not-base64-5d1a";
+const CANARY_NOT_PFX: &str = "canary-not-a-pfx-77e0b2";
+const CANARY_SA_TOKEN: &str = "canary-sa-token-91fd0a";
+
+fn canary_spc(objects: &[(&str, &str)], changes: &[(&str, &str)]) -> SecretProviderClass {
+    let mut yaml = String::from("array:\n");
+    for (name, encoding) in objects {
+        yaml.push_str(&format!(
+            "  - |\n    objectName: {name}\n    objectType: secret\n    objectEncoding: {encoding}\n"
+        ));
+    }
+    let mut spc = Harness::blog_spc_with_objects(&yaml);
+    for (key, value) in changes {
+        spc.parameters.insert((*key).into(), (*value).into());
+    }
+    spc
+}
+
+/// The request a driver sends, with `secrets` verbatim (it may be broken).
+fn raw_request(
+    spc: &SecretProviderClass,
+    pod: &Pod,
+    tokens: &[ServiceAccountToken],
+    secrets: &str,
+) -> MountRequest {
+    let mut request = driver::mount_request(driver::attributes(spc, pod, tokens), None, pod);
+    request.secrets = secrets.to_owned();
+    request
+}
+
+/// Every way a mount can fail that involves a credential or a secret value
+/// — wrong or malformed credentials, values that do not decode, and Entra
+/// ID, IMDS, NMI and Key Vault answers cut in half or reset mid-body — at
+/// the highest verbosity: none of the values shows up in stdout or stderr,
+/// in any error message, or in /metrics.
+async fn assert_no_canary_leaks_on_any_path(log_args: &[&str]) {
+    use fake_azure::{SecretSeed, Target, Transport};
+    let mut seed = Seed::blog_walkthrough(ISSUER);
+    seed.apps[0].client_secret = Some(CANARY_CLIENT_SECRET.into());
+    let secrets = &mut seed.vaults[0].secrets;
+    secrets.push(SecretSeed::new("Canary", CANARY_SECRET_VALUE));
+    secrets.push(SecretSeed::new("CanaryB64", CANARY_NOT_BASE64));
+    secrets.push(SecretSeed {
+        content_type: Some("application/x-pkcs12".into()),
+        kid: true,
+        ..SecretSeed::new("CanaryPfx", CANARY_NOT_PFX)
+    });
+    let harness = Harness::start_with(seed, log_args).await;
+    harness.metrics_addr().await;
+    let fake = &harness.fake;
+    let pod = Pod::blog();
+    fake.set_vm_identities(Some(fake_azure::BLOG_CLIENT_ID), &[])
+        .expect("VM identity");
+    fake.bind_pod_identity(&pod.namespace, &pod.name, fake_azure::BLOG_CLIENT_ID)
+        .expect("pod identity");
+    let wi_token = harness.token(&pod.namespace, &pod.service_account);
+    let sp_secrets = |secret: &str| {
+        serde_json::json!({"clientid": fake_azure::BLOG_CLIENT_ID, "clientsecret": secret})
+            .to_string()
+    };
+    let canary = canary_spc(&[("Canary", "utf-8")], &[]);
+    let no_client =
+        |mode: &str| canary_spc(&[("Canary", "utf-8")], &[("clientID", ""), (mode, "true")]);
+    let opaque_token = ServiceAccountToken {
+        token: CANARY_SA_TOKEN.into(),
+        ..wi_token.clone()
+    };
+    let mut broken_tokens = raw_request(&canary, &pod, &[], "null");
+    let mut attributes: BTreeMap<String, String> =
+        serde_json::from_str(&broken_tokens.attributes).unwrap();
+    attributes.insert(
+        "csi.storage.k8s.io/serviceAccount.tokens".into(),
+        format!(r#"{{"api://AzureADTokenExchange": {{"token": "{CANARY_SA_TOKEN}"#),
+    );
+    broken_tokens.attributes = serde_json::to_string(&attributes).unwrap();
+
+    // (what, fault to arm first, request, whether it succeeds)
+    let sp = |secret: &str| raw_request(&no_client("unused"), &pod, &[], &sp_secrets(secret));
+    let cases: Vec<(&str, Option<(Target, Transport)>, MountRequest, bool)> = vec![
+        (
+            "SP, Entra ID answer cut",
+            Some((Target::Aad, Transport::Malformed)),
+            sp(CANARY_CLIENT_SECRET),
+            false,
+        ),
+        (
+            "SP, Entra ID reset mid-body",
+            Some((Target::Aad, Transport::ResetMidBody)),
+            sp(CANARY_CLIENT_SECRET),
+            false,
+        ),
+        ("SP", None, sp(CANARY_CLIENT_SECRET), true),
+        ("SP, wrong secret", None, sp(CANARY_WRONG_SECRET), false),
+        (
+            "SP, secrets JSON cut",
+            None,
+            raw_request(
+                &no_client("unused"),
+                &pod,
+                &[],
+                &sp_secrets(CANARY_CLIENT_SECRET)[..60],
+            ),
+            false,
+        ),
+        (
+            "WI",
+            None,
+            raw_request(&canary, &pod, std::slice::from_ref(&wi_token), "null"),
+            true,
+        ),
+        (
+            "WI, opaque token",
+            None,
+            raw_request(&canary, &pod, &[opaque_token], "null"),
+            false,
+        ),
+        ("WI, tokens JSON cut", None, broken_tokens, false),
+        (
+            "Key Vault answer cut",
+            Some((Target::KeyVault, Transport::Malformed)),
+            raw_request(&canary, &pod, std::slice::from_ref(&wi_token), "null"),
+            false,
+        ),
+        (
+            "Key Vault reset mid-body",
+            Some((Target::KeyVault, Transport::ResetMidBody)),
+            raw_request(&canary, &pod, std::slice::from_ref(&wi_token), "null"),
+            false,
+        ),
+        (
+            "not base64",
+            None,
+            raw_request(
+                &canary_spc(&[("CanaryB64", "base64")], &[]),
+                &pod,
+                std::slice::from_ref(&wi_token),
+                "null",
+            ),
+            false,
+        ),
+        (
+            "not hex",
+            None,
+            raw_request(
+                &canary_spc(&[("Canary", "hex")], &[]),
+                &pod,
+                std::slice::from_ref(&wi_token),
+                "null",
+            ),
+            false,
+        ),
+        (
+            "not a PFX",
+            None,
+            raw_request(
+                &canary_spc(&[("CanaryPfx", "utf-8")], &[]),
+                &pod,
+                std::slice::from_ref(&wi_token),
+                "null",
+            ),
+            false,
+        ),
+        (
+            "IMDS answer cut",
+            Some((Target::Imds, Transport::Malformed)),
+            raw_request(&no_client("useVMManagedIdentity"), &pod, &[], "null"),
+            false,
+        ),
+        (
+            "IMDS",
+            None,
+            raw_request(&no_client("useVMManagedIdentity"), &pod, &[], "null"),
+            true,
+        ),
+        (
+            "NMI answer cut",
+            Some((Target::Nmi, Transport::Malformed)),
+            raw_request(&no_client("usePodIdentity"), &pod, &[], "null"),
+            false,
+        ),
+        (
+            "NMI reset mid-body",
+            Some((Target::Nmi, Transport::ResetMidBody)),
+            raw_request(&no_client("usePodIdentity"), &pod, &[], "null"),
+            false,
+        ),
+        (
+            "NMI",
+            None,
+            raw_request(&no_client("usePodIdentity"), &pod, &[], "null"),
+            true,
+        ),
+    ];
+    let mut errors = Vec::new();
+    for (what, fault, request, succeeds) in cases {
+        if let Some((target, transport)) = fault {
+            fake.transport_fault(target, transport, 1);
+        }
+        match harness.mount_raw(request).await {
+            Ok(response) => {
+                assert!(succeeds, "{what}: mounted");
+                assert_eq!(
+                    response.files[0].contents,
+                    CANARY_SECRET_VALUE.as_bytes(),
+                    "{what}"
+                );
+            }
+            Err(status) => {
+                assert!(!succeeds, "{what}: {}", status.message());
+                errors.push(format!("{what}: {}", status.message()));
+            }
+        }
+        fake.clear_faults();
+    }
+    let metrics = harness.scrape().await;
+    let logs = harness.logs();
+    assert!(
+        logs.contains("azure request"),
+        "debug lines were on: {logs}"
+    );
+
+    let mut values: Vec<(&str, String)> = vec![
+        ("service-account token", wi_token.token.clone()),
+        ("any JWT", "eyJ".into()),
+        ("opaque service-account token", CANARY_SA_TOKEN.into()),
+        ("client secret", CANARY_CLIENT_SECRET.into()),
+        ("wrong client secret", CANARY_WRONG_SECRET.into()),
+        ("secret value", CANARY_SECRET_VALUE.into()),
+        ("undecodable value", CANARY_NOT_BASE64.into()),
+        ("undecodable PFX", CANARY_NOT_PFX.into()),
+        // Any part of them, as a cut answer would hold.
+        ("a canary's prefix", "canary-".into()),
+        ("a canary's prefix", "canary!".into()),
+    ];
+    let issued = fake.issued_tokens();
+    assert!(
+        issued.len() >= 3,
+        "Entra ID, IMDS and NMI issued tokens: {issued:?}"
+    );
+    values.extend(issued.into_iter().map(|t| ("access token", t)));
+    let outputs = [
+        ("logs", &logs),
+        ("errors", &errors.join("\n")),
+        ("metrics", &metrics),
+    ];
+    for (what, value) in &values {
+        for (place, text) in outputs {
+            assert!(
+                !text.contains(value.as_str()),
+                "{what} {value:?} found in {place}:\n{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_canary_in_text_output_on_any_failure_path() {
+    assert_no_canary_leaks_on_any_path(&["-v=10"]).await;
+}
+
+#[tokio::test]
+async fn no_canary_in_json_output_on_any_failure_path() {
+    assert_no_canary_leaks_on_any_path(&["-v=10", "--log-format-json"]).await;
 }

@@ -1,5 +1,6 @@
 //! The server's edge: Version, drivers up to v1.5 that send the socket path
-//! as `:authority`, graceful shutdown and the socket's permissions.
+//! as `:authority`, graceful shutdown, the socket's permissions and the
+//! directories it refuses.
 
 use std::os::unix::fs::PermissionsExt as _;
 
@@ -8,7 +9,7 @@ use prost::Message as _;
 
 use crate::driver;
 use crate::raw_h2;
-use crate::util::Harness;
+use crate::util::{ADMIN_TEST_FLAGS, Harness, run_binary};
 
 #[tokio::test]
 async fn version_reports_api_and_crate_version() {
@@ -67,6 +68,82 @@ async fn socket_is_owner_only() {
     assert_eq!(mode, 0o600);
 }
 
+/// Owner-only whatever the umask: with `umask 000` a socket bound in place
+/// would start out 0777; ours is bound in a private directory and only
+/// appears, renamed, once it is 0600.
+#[tokio::test]
+async fn socket_is_owner_only_under_an_open_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("azure.sock");
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_akv-csi-provider"))
+        .arg(format!("--endpoint=unix://{}", socket.display()))
+        .args(ADMIN_TEST_FLAGS)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..400 {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                seen.push((path, meta.permissions().mode() & 0o777));
+            }
+        }
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for (path, mode) in &seen {
+        assert!(
+            *mode == 0o600 || *mode == 0o700,
+            "{} was visible with mode {mode:o}",
+            path.display()
+        );
+    }
+    child.kill().await.unwrap();
+}
+
+/// A socket directory anyone can write without the sticky bit, a missing
+/// one and one that is not writable stop start-up with a clear error.
+#[tokio::test]
+async fn unsafe_or_unusable_socket_directories_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cases = [
+        (
+            dir.path().join("azure.sock"),
+            "is writable by every user (mode 0777) and has no sticky bit",
+        ),
+        (
+            dir.path().join("missing/azure.sock"),
+            "/missing does not exist; create it or mount the providers directory there",
+        ),
+        (
+            std::path::PathBuf::from("/sys/azure.sock"),
+            "socket directory /sys is not writable by this process",
+        ),
+    ];
+    for (socket, expected) in cases {
+        let endpoint = format!("--endpoint=unix://{}", socket.display());
+        let mut args = vec![endpoint.as_str()];
+        args.extend(ADMIN_TEST_FLAGS);
+        let output = run_binary(&args, None).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+        assert!(!socket.exists());
+    }
+}
+
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut harness = Harness::start().await;
@@ -111,4 +188,89 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
         .into_inner();
     assert_eq!(response.files.len(), 1);
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// A panic inside one mount (debug builds honour
+/// `AKV_CSI_PROVIDER_TEST_PANIC_OBJECT`, see `mount.rs`) fails that mount
+/// with an internal error; the process keeps serving mounts and Version,
+/// and nothing is left behind: no in-flight mount in /metrics, no file
+/// descriptor or thread per panic.
+#[tokio::test]
+async fn a_panic_inside_a_mount_fails_only_that_mount() {
+    let seed = fake_azure::Seed::blog_walkthrough(crate::util::ISSUER);
+    let panic_env = [("AKV_CSI_PROVIDER_TEST_PANIC_OBJECT", "Boom")];
+    let mut harness = Harness::start_with_env(seed, &[], &panic_env).await;
+    let pod = crate::driver::Pod::blog();
+    let good = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n",
+    );
+    let panicking = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n  - |\n    objectName: Boom\n    objectType: secret\n",
+    );
+    // Warm up: the token cache and the pooled connection exist before the
+    // descriptors are counted.
+    harness
+        .mount_spc(&good, &pod)
+        .await
+        .expect("mount succeeds");
+    let (fds, threads) = (harness.open_fds(), harness.threads());
+
+    for _ in 0..20 {
+        let status = harness.mount_spc(&panicking, &pod).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert_eq!(
+            status.message(),
+            "failed to mount objects, error: internal error: the mount panicked; this is a bug in akv-csi-provider, please report it"
+        );
+        let ok = harness
+            .mount_spc(&good, &pod)
+            .await
+            .expect("next mount succeeds");
+        assert_eq!(
+            ok.files[0].contents,
+            fake_azure::BLOG_SECRET_VALUE.as_bytes()
+        );
+    }
+    assert!(harness.is_running(), "the process survived 20 panics");
+    let mut client = driver::connect(&harness.socket).await.unwrap();
+    let version = client
+        .version(VersionRequest {
+            version: "v1alpha1".into(),
+        })
+        .await;
+    assert!(version.is_ok(), "Version still answers");
+
+    let logs = harness.logs();
+    let panics: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("test panic inside the mount while fetching Boom"))
+        .collect();
+    assert_eq!(panics.len(), 20, "{logs}");
+    assert!(
+        panics
+            .iter()
+            .all(|l| l.contains(" ERROR ") && l.contains("location=src/mount.rs:")),
+        "one error line per panic: {panics:?}"
+    );
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("mount failed") && l.contains("code=Internal"))
+            .count(),
+        20,
+        "{logs}"
+    );
+    let metrics = harness.scrape().await;
+    assert!(metrics.contains("akv_mounts_in_flight 0\n"), "{metrics}");
+    // A leak per panicking mount would show 20 more; a little slack for
+    // the HTTP pool replacing a connection.
+    assert!(
+        harness.open_fds() <= fds + 2,
+        "fds {fds} → {}",
+        harness.open_fds()
+    );
+    assert!(
+        harness.threads() <= threads + 2,
+        "threads {threads} → {}",
+        harness.threads()
+    );
 }

@@ -29,6 +29,11 @@ mod logs;
 mod dryrun;
 // Every identity mode, sovereign clouds, the token cache, timeouts, hints.
 mod identity;
+// Faults of every endpoint (throttling, 5xx, stalls, resets, malformed
+// answers): success or an error naming the endpoint, nothing leaked.
+mod chaos;
+// Response size, objects per mount, YAML nesting, the driver's path rules.
+mod limits;
 // Extensions over upstream: optional objects, jmesPath, PEM → PFX, a vault per object.
 mod extensions;
 // Under load: coalescing, the value cache, throttling, retries, fail-fast.

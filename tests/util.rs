@@ -57,13 +57,18 @@ impl Harness {
 
     /// A given seed and extra provider flags.
     pub async fn start_with(seed: Seed, args: &[&str]) -> Self {
+        Self::start_with_env(seed, args, &[]).await
+    }
+
+    /// A given seed, extra flags and extra environment variables.
+    pub async fn start_with_env(seed: Seed, args: &[&str], env: &[(&str, &str)]) -> Self {
         let fake = FakeAzure::start(seed).await.expect("fake starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, fake.ca_pem()).expect("write CA");
         let socket = dir.path().join("azure.sock");
         let log = dir.path().join("provider.log");
-        let child = spawn_provider(&socket, &ca, &fake, dir.path(), &log, args);
+        let child = spawn_provider(&socket, &ca, &fake, dir.path(), &log, args, env);
         let harness = Self {
             tokens: Default::default(),
             fake,
@@ -98,6 +103,35 @@ impl Harness {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The provider's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("provider running")
+    }
+
+    /// Whether the provider process is still running.
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("provider running");
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Open file descriptors of the provider (`/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("/proc/<pid>/fd")
+            .count()
+    }
+
+    /// Threads of the provider (`/proc/<pid>/task`): tokio's workers and
+    /// blocking threads, which a leak of blocking work would grow.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .expect("/proc/<pid>/task")
+            .count()
     }
 
     /// The projected service-account token of a pod's service account for
@@ -295,6 +329,7 @@ fn spawn_provider(
     dir: &Path,
     log: &Path,
     args: &[&str],
+    env: &[(&str, &str)],
 ) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
@@ -319,6 +354,7 @@ fn spawn_provider(
         .env("HTTPS_PROXY", fake.proxy_url())
         .env("SSL_CERT_FILE", ca)
         .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.http_url())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))

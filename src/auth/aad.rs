@@ -64,7 +64,7 @@ pub(super) fn endpoint(authority_host: &str, tenant_id: &str) -> String {
 
 /// A token and its lifetime (`Debug` redacts the token).
 #[derive(Debug)]
-pub(super) struct Token {
+pub(crate) struct Token {
     pub secret: SecretString,
     pub expires_in: Option<Duration>,
 }
@@ -180,7 +180,7 @@ pub(super) fn seconds(value: Option<&serde_json::Value>) -> Option<u64> {
 }
 
 /// Decodes a token endpoint answer.
-pub(super) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
+pub(crate) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
     if (200..300).contains(&status) {
         let answer: TokenAnswer =
             serde_json::from_slice(body).map_err(|e| AadError::Malformed {
@@ -207,7 +207,7 @@ pub(super) fn decode_error<T>(status: u16, body: &[u8]) -> Result<T, AadError> {
     match serde_json::from_slice::<ErrorAnswer>(body) {
         Ok(answer) => Err(AadError::Rejected {
             status,
-            error: answer.error.unwrap_or_else(|| "error".into()),
+            error: one_line(answer.error.as_deref().unwrap_or("error")),
             description: one_line(answer.error_description.as_deref().unwrap_or("")),
             aadsts: answer
                 .error_codes

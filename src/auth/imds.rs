@@ -86,7 +86,7 @@ impl ImdsRequest {
 }
 
 /// Decodes an IMDS answer: token, client id, lifetime.
-fn decode(
+pub(crate) fn decode(
     status: u16,
     body: &[u8],
 ) -> Result<(SecretString, Option<String>, Option<Duration>), AadError> {

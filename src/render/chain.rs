@@ -28,6 +28,10 @@ pub enum Outcome {
     Unordered(String),
 }
 
+/// Most certificates the second pass (names and signatures, up to n²
+/// signature checks) takes on; a real chain has a handful.
+pub const MAX_SIGNATURE_PASS_CERTIFICATES: usize = 50;
+
 /// The order (indices into `certs`) and how it was found.
 pub fn order(certs: &[Vec<u8>]) -> (Vec<usize>, Outcome) {
     let original: Vec<usize> = (0..certs.len()).collect();
@@ -49,6 +53,14 @@ pub fn order(certs: &[Vec<u8>]) -> (Vec<usize>, Outcome) {
     let by_ids = parents(&nodes, false);
     if let Some(chain) = follow(&by_ids) {
         return (chain, Outcome::KeyIdentifiers);
+    }
+    if nodes.len() > MAX_SIGNATURE_PASS_CERTIFICATES {
+        let reason = format!(
+            "the file holds {} certificates whose key identifiers do not form one chain, more \
+             than the {MAX_SIGNATURE_PASS_CERTIFICATES} ordered by issuer name and signature",
+            nodes.len()
+        );
+        return (original, Outcome::Unordered(reason));
     }
     let by_names = parents(&nodes, true);
     match follow(&by_names) {
@@ -226,6 +238,31 @@ mod tests {
             outcome,
             Outcome::Unordered("certificate #2 cannot be parsed as X.509".into())
         );
+    }
+
+    /// Many certificates without usable key identifiers are not ordered by
+    /// signatures (n² checks); key identifiers still order any number.
+    #[test]
+    fn the_signature_pass_is_bounded() {
+        let many = |family: &str| {
+            let mut certs = chain(family, &["leaf", "int", "root"]);
+            let extra = cert(&format!("{family}/root.pem"));
+            certs.resize(MAX_SIGNATURE_PASS_CERTIFICATES + 1, extra);
+            certs
+        };
+        let (indices, outcome) = order(&many("noaki"));
+        assert_eq!(
+            indices,
+            (0..=MAX_SIGNATURE_PASS_CERTIFICATES).collect::<Vec<_>>()
+        );
+        assert!(
+            matches!(&outcome, Outcome::Unordered(r) if r.contains("more than the 50")),
+            "{outcome:?}"
+        );
+        // Duplicates are no chain for the key-identifier rule either, but it
+        // is cheap, so it still ran: the same reason as for a short list.
+        let certs = chain("rsa", &["root", "leaf", "int"]);
+        assert_eq!(order(&certs).1, Outcome::KeyIdentifiers);
     }
 
     #[test]

@@ -25,6 +25,10 @@ use zeroize::Zeroizing;
 /// Highest PBKDF2 / PKCS#12 KDF iteration count accepted (OpenSSL writes
 /// 2048, Windows 2000 to 10000).
 const MAX_ITERATIONS: i64 = 1_000_000;
+/// Highest total of key-derivation iterations one file may cost (MAC tries
+/// and every decryption): a few counts at the maximum, not one per bag of a
+/// file made of thousands.
+const MAX_TOTAL_ITERATIONS: i64 = 10_000_000;
 
 const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
 const ENCRYPTED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.6");
@@ -76,6 +80,24 @@ pub enum Pkcs12Error {
     Iterations { what: &'static str, count: i64 },
     #[error("pkcs12: only X.509 certificates are supported in certificate bags")]
     CertificateType,
+    #[error(
+        "pkcs12: the file needs more than {MAX_TOTAL_ITERATIONS} key-derivation iterations in total"
+    )]
+    TooMuchWork,
+}
+
+/// Key-derivation iterations spent on one file so far.
+#[derive(Default)]
+struct Work(i64);
+
+impl Work {
+    fn spend(&mut self, rounds: i32) -> Result<(), Pkcs12Error> {
+        self.0 += i64::from(rounds);
+        if self.0 > MAX_TOTAL_ITERATIONS {
+            return Err(Pkcs12Error::TooMuchWork);
+        }
+        Ok(())
+    }
 }
 
 impl From<der::Error> for Pkcs12Error {
@@ -95,27 +117,38 @@ pub fn decode(pfx: &[u8]) -> Result<Contents, Pkcs12Error> {
     }
     let auth_safe = OctetString::from_der(&pfx.auth_safe.content.to_der()?)?;
     let auth_safe = auth_safe.as_bytes();
+    let work = &mut Work::default();
     match &pfx.mac_data {
         Some(mac) => {
-            let password = if verify_mac(mac, EMPTY_BMP, auth_safe)? {
+            let password = if verify_mac(mac, EMPTY_BMP, auth_safe, work)? {
                 EMPTY_BMP
-            } else if verify_mac(mac, NULL_PASSWORD, auth_safe)? {
+            } else if verify_mac(mac, NULL_PASSWORD, auth_safe, work)? {
                 NULL_PASSWORD
             } else {
                 return Err(Pkcs12Error::IncorrectPassword);
             };
-            read_auth_safe(auth_safe, password)
+            read_auth_safe(auth_safe, password, work)
         }
         // No MAC: whichever password decrypts.
-        None => read_auth_safe(auth_safe, EMPTY_BMP)
-            .or_else(|first| read_auth_safe(auth_safe, NULL_PASSWORD).map_err(|_| first)),
+        None => read_auth_safe(auth_safe, EMPTY_BMP, work).or_else(|first| {
+            read_auth_safe(auth_safe, NULL_PASSWORD, work).map_err(|second| match second {
+                Pkcs12Error::TooMuchWork => second,
+                _ => first,
+            })
+        }),
     }
 }
 
 /// Whether the MAC matches under `password` (raw PKCS#12 KDF password
 /// bytes); an error for unsupported algorithms or work factors.
-fn verify_mac(mac: &pkcs12::MacData, password: &[u8], data: &[u8]) -> Result<bool, Pkcs12Error> {
+fn verify_mac(
+    mac: &pkcs12::MacData,
+    password: &[u8],
+    data: &[u8],
+    work: &mut Work,
+) -> Result<bool, Pkcs12Error> {
     let rounds = iterations("MAC", i64::from(mac.iterations))?;
+    work.spend(rounds)?;
     let salt = mac.mac_salt.as_bytes();
     let expected = mac.mac.digest.as_bytes();
     macro_rules! check {
@@ -154,7 +187,11 @@ fn iterations(what: &'static str, count: i64) -> Result<i32, Pkcs12Error> {
 }
 
 /// Walks the AuthenticatedSafe: plain and encrypted SafeContents.
-fn read_auth_safe(auth_safe: &[u8], password: &[u8]) -> Result<Contents, Pkcs12Error> {
+fn read_auth_safe(
+    auth_safe: &[u8],
+    password: &[u8],
+    work: &mut Work,
+) -> Result<Contents, Pkcs12Error> {
     let infos = <Vec<cms::content_info::ContentInfo>>::from_der(auth_safe)?;
     let mut contents = Contents::default();
     for info in infos {
@@ -166,7 +203,7 @@ fn read_auth_safe(auth_safe: &[u8], password: &[u8]) -> Result<Contents, Pkcs12E
                 let info = &data.enc_content_info;
                 match &info.encrypted_content {
                     Some(ciphertext) => {
-                        decrypt(&info.content_enc_alg, ciphertext.as_bytes(), password)?
+                        decrypt(&info.content_enc_alg, ciphertext.as_bytes(), password, work)?
                     }
                     None => continue,
                 }
@@ -178,14 +215,19 @@ fn read_auth_safe(auth_safe: &[u8], password: &[u8]) -> Result<Contents, Pkcs12E
                 });
             }
         };
-        read_bags(&safe, password, &mut contents)?;
+        read_bags(&safe, password, &mut contents, work)?;
     }
     Ok(contents)
 }
 
 /// Collects key and certificate bags; other bag types (CRLs, secrets) are
 /// skipped.
-fn read_bags(safe: &[u8], password: &[u8], contents: &mut Contents) -> Result<(), Pkcs12Error> {
+fn read_bags(
+    safe: &[u8],
+    password: &[u8],
+    contents: &mut Contents,
+    work: &mut Work,
+) -> Result<(), Pkcs12Error> {
     for bag in <Vec<pkcs12::SafeBag>>::from_der(safe)? {
         let value = explicit_zero(&bag.bag_value)?;
         match bag.bag_id {
@@ -196,6 +238,7 @@ fn read_bags(safe: &[u8], password: &[u8], contents: &mut Contents) -> Result<()
                     &info.encryption_algorithm,
                     info.encrypted_data.as_bytes(),
                     password,
+                    work,
                 )?;
                 contents.keys.push(key);
             }
@@ -232,6 +275,7 @@ fn decrypt(
     algorithm: &spki_alg::AlgorithmIdentifierOwned,
     ciphertext: &[u8],
     password: &[u8],
+    work: &mut Work,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let params = algorithm
         .parameters
@@ -239,11 +283,11 @@ fn decrypt(
         .ok_or_else(|| Pkcs12Error::Malformed("encryption parameters are missing".into()))?
         .to_der()?;
     match algorithm.oid {
-        PBES2 => pbes2(&params, ciphertext),
-        PBE_SHA1_3DES => pbe::<des::TdesEde3>(&params, ciphertext, password, 24),
-        PBE_SHA1_2DES => pbe::<des::TdesEde2>(&params, ciphertext, password, 16),
-        PBE_SHA1_RC2_40 => pbe::<rc2::Rc2>(&params, ciphertext, password, 5),
-        PBE_SHA1_RC2_128 => pbe::<rc2::Rc2>(&params, ciphertext, password, 16),
+        PBES2 => pbes2(&params, ciphertext, work),
+        PBE_SHA1_3DES => pbe::<des::TdesEde3>(&params, ciphertext, password, 24, work),
+        PBE_SHA1_2DES => pbe::<des::TdesEde2>(&params, ciphertext, password, 16, work),
+        PBE_SHA1_RC2_40 => pbe::<rc2::Rc2>(&params, ciphertext, password, 5, work),
+        PBE_SHA1_RC2_128 => pbe::<rc2::Rc2>(&params, ciphertext, password, 16, work),
         other => Err(Pkcs12Error::Unsupported {
             what: "encryption",
             oid: other.to_string(),
@@ -257,12 +301,16 @@ fn pbe<C>(
     ciphertext: &[u8],
     password: &[u8],
     key_len: usize,
+    work: &mut Work,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error>
 where
     C: cbc::cipher::BlockCipherDecrypt + cbc::cipher::KeyInit,
 {
     let params = pkcs12::pbe_params::Pkcs12PbeParams::from_der(params)?;
     let rounds = iterations("encryption", i64::from(params.iterations))?;
+    // Key and IV are two derivations.
+    work.spend(rounds)?;
+    work.spend(rounds)?;
     let salt = params.salt.as_bytes();
     let key = Zeroizing::new(derive_key::<sha1::Sha1>(
         password,
@@ -281,7 +329,11 @@ where
 }
 
 /// PBES2 with PBKDF2; the password is the UTF-8 of the empty string.
-fn pbes2(params: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
+fn pbes2(
+    params: &[u8],
+    ciphertext: &[u8],
+    work: &mut Work,
+) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let params = pkcs5::pbes2::Parameters::from_der(params)?;
     let Some(pbkdf2) = params.kdf.pbkdf2() else {
         return Err(Pkcs12Error::Unsupported {
@@ -289,7 +341,7 @@ fn pbes2(params: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Pkcs12E
             oid: params.kdf.oid().to_string(),
         });
     };
-    iterations("PBKDF2", i64::from(pbkdf2.iteration_count))?;
+    work.spend(iterations("PBKDF2", i64::from(pbkdf2.iteration_count))?)?;
     params
         .decrypt(b"", ciphertext)
         .map(Zeroizing::new)

@@ -99,3 +99,27 @@ fn absurd_iteration_counts_are_refused() {
     assert!(iterations("MAC", 0).is_err());
     assert_eq!(iterations("MAC", 2048), Ok(2048));
 }
+
+/// A file made of many bags at the highest iteration count may not cost
+/// more than ten maximal derivations in total.
+#[test]
+fn total_key_derivation_work_is_bounded() {
+    let mut work = Work::default();
+    for _ in 0..10 {
+        assert_eq!(work.spend(1_000_000), Ok(()));
+    }
+    assert_eq!(work.spend(1), Err(Pkcs12Error::TooMuchWork));
+    assert_eq!(
+        Pkcs12Error::TooMuchWork.to_string(),
+        "pkcs12: the file needs more than 10000000 key-derivation iterations in total"
+    );
+    // Real files stay far below: every fixture decodes.
+    for pfx in [
+        "rsa-kv.pfx",
+        "rsa-aes.pfx",
+        "ec-legacy.pfx",
+        "noaki-3des.pfx",
+    ] {
+        assert!(decode(&fixture(pfx)).is_ok(), "{pfx}");
+    }
+}

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::counters::Counters;
-use crate::faults::{Faults, Limit, Target};
+use crate::faults::{Faults, Limit, Target, Transport};
 use crate::ids::{self, IdGen};
 use crate::seed::{AppSeed, CertificateSeed, KeySeed, SecretSeed, Seed, VaultSeed};
 use crate::server;
@@ -372,7 +372,12 @@ impl FakeAzure {
     /// Cuts the next `count` responses of `target` off after the headers
     /// and part of the body, as a reset connection would.
     pub fn reset_responses(&self, target: Target, count: u32) {
-        self.shared.faults().reset(target, count);
+        self.transport_fault(target, Transport::ResetMidBody, count);
+    }
+
+    /// Breaks the transport of the next `count` responses of `target`.
+    pub fn transport_fault(&self, target: Target, fault: Transport, count: u32) {
+        self.shared.faults().transport(target, fault, count);
     }
 
     /// Removes all latency, throttling and errors.

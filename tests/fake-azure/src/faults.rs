@@ -1,18 +1,17 @@
-//! Fault injection: added latency (per target, and per Key Vault object
-//! name), throttling (429 + `Retry-After`), server errors and responses cut
-//! off mid-body (a connection reset as the client sees it), per target
-//! service.
+//! Fault injection: added latency, throttling (429 + `Retry-After`) and
+//! server errors, per target service; and transport faults: no answer at
+//! all, a connection reset in the middle of the body, a body cut in half
+//! (malformed JSON), a body that stalls half-way.
 //!
 //! This module only decides *whether* a request is hit; the handlers in
-//! `aad.rs` and `keyvault.rs` shape the response the way each service would
-//! (and `server.rs` cuts a response off).
-//! Faults apply to every request to the target (including Key Vault's
-//! unauthenticated challenge probe) until their count or deadline runs out.
-//! When several are set, throttling is consumed first, then server errors,
-//! then cut-offs.
+//! `aad.rs` and `keyvault.rs` shape the response the way each service would,
+//! and `server.rs` breaks the transport. Faults apply to every request to
+//! the target (including Key Vault's unauthenticated challenge probe) until
+//! their count or deadline runs out. When both are set, throttling is
+//! consumed before server errors; a transport fault applies on top of
+//! whatever the handler answered.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Which fake service a fault applies to.
@@ -50,15 +49,59 @@ pub(crate) enum Injected {
     ServerError(u16),
 }
 
-/// A fault as sent to `POST /_fake/faults`. Any combination of the three
-/// fields may be given; each replaces the target's current fault of its kind.
+/// What a transport fault does to a response (HTTP/1.1 closes the
+/// connection where this says reset; HTTP/2 resets the stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// No answer at all: reset before any header is sent.
+    Drop,
+    /// Status, headers (with the full `Content-Length`) and the first half
+    /// of the body, then a reset.
+    ResetMidBody,
+    /// The answer with its body cut in half, so JSON does not parse.
+    Malformed,
+    /// The first half of the body, then a pause, then the rest.
+    StallBody(Duration),
+}
+
+/// Kinds of [`Transport`] faults in a [`TransportSpec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// [`Transport::Drop`].
+    Drop,
+    /// [`Transport::ResetMidBody`].
+    ResetMidBody,
+    /// [`Transport::Malformed`].
+    Malformed,
+    /// [`Transport::StallBody`] for `stall_ms`.
+    StallBody,
+}
+
+/// A transport fault for the next `count` requests (default 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportSpec {
+    /// What happens to the response.
+    pub kind: TransportKind,
+    /// Number of requests hit.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// The pause of `stall_body`, in milliseconds.
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
+}
+
+/// A fault as sent to `POST /_fake/faults`. Any combination of the fields
+/// may be given; each replaces the target's current fault of its kind.
 ///
 /// ```json
 /// {"target": "key_vault", "latency_ms": 250}
 /// {"target": "aad", "throttle": {"retry_after_secs": 2, "count": 3}}
 /// {"target": "key_vault", "throttle": {"for_ms": 5000}}
 /// {"target": "key_vault", "fail_5xx": {"status": 503, "count": 1}}
-/// {"target": "key_vault", "reset": 2}
+/// {"target": "imds", "transport": {"kind": "malformed", "count": 2}}
+/// {"target": "key_vault", "transport": {"kind": "stall_body", "stall_ms": 3000}}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,10 +118,9 @@ pub struct FaultSpec {
     /// Fail requests with a 5xx status.
     #[serde(default)]
     pub fail_5xx: Option<FailSpec>,
-    /// Cut the next this many responses off after their headers and part of
-    /// the body (HTTP/2: `RST_STREAM`; HTTP/1.1: the connection closes).
+    /// Break the transport of responses.
     #[serde(default)]
-    pub reset: Option<u32>,
+    pub transport: Option<TransportSpec>,
 }
 
 /// Throttling, by count or for a duration (count wins if both are given;
@@ -112,7 +154,7 @@ struct TargetFaults {
     latency: Duration,
     throttle: Option<(Option<u64>, Limit)>,
     fail: Option<(u16, u32)>,
-    resets: u32,
+    transport: Option<(Transport, u32)>,
 }
 
 /// The faults currently armed, per target.
@@ -123,8 +165,8 @@ pub(crate) struct Faults {
     imds: TargetFaults,
     nmi: TargetFaults,
     token_proxy: TargetFaults,
-    /// Extra latency of Key Vault requests for an object, by object name.
-    object_latency: HashMap<String, Duration>,
+    /// Extra Key Vault latency by object name, on top of the target's.
+    object_latency: std::collections::HashMap<String, Duration>,
 }
 
 // === impl Faults ===
@@ -148,8 +190,7 @@ impl Faults {
         self.slot(target).latency = latency;
     }
 
-    /// Extra latency for Key Vault requests naming this object (any vault,
-    /// any collection); zero clears it.
+    /// Delays Key Vault requests for the object `name` (zero clears it).
     pub(crate) fn set_object_latency(&mut self, name: &str, latency: Duration) {
         if latency.is_zero() {
             self.object_latency.remove(name);
@@ -160,19 +201,6 @@ impl Faults {
 
     pub(crate) fn object_latency(&self, name: &str) -> Duration {
         self.object_latency.get(name).copied().unwrap_or_default()
-    }
-
-    /// Cuts the next `count` responses of `target` off mid-body.
-    pub(crate) fn reset(&mut self, target: Target, count: u32) {
-        self.slot(target).resets = count;
-    }
-
-    /// Consumes one cut-off for a response of `target`, if one is armed.
-    pub(crate) fn take_reset(&mut self, target: Target) -> bool {
-        let slot = self.slot(target);
-        let armed = slot.resets > 0;
-        slot.resets = slot.resets.saturating_sub(1);
-        armed
     }
 
     pub(crate) fn throttle(&mut self, target: Target, retry_after_secs: Option<u64>, limit: Limit) {
@@ -193,6 +221,19 @@ impl Faults {
         Ok(())
     }
 
+    /// Arms a transport fault for the next `count` requests.
+    pub(crate) fn transport(&mut self, target: Target, fault: Transport, count: u32) {
+        self.slot(target).transport = (count > 0).then_some((fault, count));
+    }
+
+    /// Consumes one transport fault for a request to `target`, if armed.
+    pub(crate) fn take_transport(&mut self, target: Target) -> Option<Transport> {
+        let slot = self.slot(target);
+        let (fault, n) = slot.transport?;
+        slot.transport = (n > 1).then_some((fault, n - 1));
+        Some(fault)
+    }
+
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
@@ -202,11 +243,20 @@ impl Faults {
         if let Some(f) = &spec.fail_5xx {
             self.fail_5xx(spec.target, f.status, f.count)?;
         }
+        if let Some(t) = &spec.transport {
+            let fault = match t.kind {
+                TransportKind::Drop => Transport::Drop,
+                TransportKind::ResetMidBody => Transport::ResetMidBody,
+                TransportKind::Malformed => Transport::Malformed,
+                TransportKind::StallBody => {
+                    let ms = t.stall_ms.ok_or("stall_body needs stall_ms")?;
+                    Transport::StallBody(Duration::from_millis(ms))
+                }
+            };
+            self.transport(spec.target, fault, t.count.unwrap_or(1));
+        }
         if let Some(ms) = spec.latency_ms {
             self.set_latency(spec.target, Duration::from_millis(ms));
-        }
-        if let Some(n) = spec.reset {
-            self.reset(spec.target, n);
         }
         if let Some(t) = &spec.throttle {
             let limit = match (t.count, t.for_ms) {
@@ -276,21 +326,6 @@ mod tests {
     }
 
     #[test]
-    fn resets_and_object_latency() {
-        let mut f = Faults::default();
-        f.reset(Target::KeyVault, 2);
-        assert!(!f.take_reset(Target::Aad));
-        assert!(f.take_reset(Target::KeyVault));
-        assert!(f.take_reset(Target::KeyVault));
-        assert!(!f.take_reset(Target::KeyVault));
-        f.set_object_latency("slow", Duration::from_secs(1));
-        assert_eq!(f.object_latency("slow"), Duration::from_secs(1));
-        assert_eq!(f.object_latency("other"), Duration::ZERO);
-        f.set_object_latency("slow", Duration::ZERO);
-        assert_eq!(f.object_latency("slow"), Duration::ZERO);
-    }
-
-    #[test]
     fn timed_throttle_expires() {
         let now = Instant::now();
         let mut f = Faults::default();
@@ -320,5 +355,31 @@ mod tests {
         assert!(f.apply(&bad, now).is_err());
         f.clear();
         assert_eq!(f.take(Target::KeyVault, now), None);
+    }
+
+    #[test]
+    fn transport_faults_are_counted_per_target() {
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"target":"imds","transport":{"kind":"stall_body","stall_ms":30,"count":2}}"#,
+        )
+        .expect("parses");
+        let mut f = Faults::default();
+        f.apply(&spec, Instant::now()).expect("applies");
+        assert_eq!(f.take_transport(Target::Aad), None);
+        let stall = Some(Transport::StallBody(Duration::from_millis(30)));
+        assert_eq!(f.take_transport(Target::Imds), stall);
+        assert_eq!(f.take_transport(Target::Imds), stall);
+        assert_eq!(f.take_transport(Target::Imds), None);
+        let no_ms: FaultSpec =
+            serde_json::from_str(r#"{"target":"nmi","transport":{"kind":"stall_body"}}"#)
+                .expect("parses");
+        assert!(f.apply(&no_ms, Instant::now()).is_err());
+        f.transport(Target::Nmi, Transport::Malformed, 1);
+        assert_eq!(
+            f.take(Target::Nmi, Instant::now()),
+            None,
+            "not a service fault"
+        );
+        assert_eq!(f.take_transport(Target::Nmi), Some(Transport::Malformed));
     }
 }

@@ -56,7 +56,9 @@ mod wire;
 
 pub use counters::{Counters, OUTCOME_OK, grant, op};
 pub use fake::FakeAzure;
-pub use faults::{FailSpec, FaultSpec, Limit, Target, ThrottleSpec};
+pub use faults::{
+    FailSpec, FaultSpec, Limit, Target, ThrottleSpec, Transport, TransportKind, TransportSpec,
+};
 pub use jwt::{mint_jwt, mint_service_account_token};
 pub use seed::{
     AppSeed, BLOG_AUDIENCE, BLOG_CLIENT_ID, BLOG_CLIENT_SECRET, BLOG_NAMESPACE, BLOG_SECRET_NAME,

@@ -10,19 +10,18 @@
 //! A CONNECT to the host of a vault that does not exist is refused with
 //! `502`, as a real proxy does when DNS fails. Every request is logged once
 //! at info with method, host, path and status; never bodies or headers.
-//! A response marked [`CutOff`] (the `reset` fault) is sent with its
-//! headers and half its body, then the stream fails.
+//! Transport faults (`faults::Transport`) are applied here, to the answer a
+//! handler gave.
 
-use std::convert::Infallible;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Either, Full};
-use hyper::body::{Body, Frame, Incoming};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request};
@@ -35,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::cloud::{self, Route};
 use crate::fake::Shared;
-use crate::faults::{Injected, Target};
+use crate::faults::{Injected, Target, Transport};
 use crate::wire::{self, Req, Resp};
 use crate::{aad, control, keyvault, node};
 
@@ -97,31 +96,46 @@ async fn serve_plain(ctx: Arc<Ctx>, stream: TcpStream) {
     }
 }
 
-async fn plain_request(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn plain_request(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+) -> Result<hyper::Response<FaultBody>, std::io::Error> {
     if req.method() == Method::CONNECT {
-        return Ok(connect(&ctx, req));
+        return Ok(connect(&ctx, req).map(FaultBody::Whole));
     }
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let (host, resp) = match wire::read_body(body).await {
+    let (host, target, resp) = match wire::read_body(body).await {
         Ok(body) => {
             let req = Req::from_parts(&parts, body);
-            (req.host.clone(), route_plain(&ctx.shared, &req).await)
+            let target = plain_target(&req);
+            (
+                req.host.clone(),
+                target,
+                route_plain(&ctx.shared, &req).await,
+            )
         }
-        Err(_) => (String::new(), too_large()),
+        Err(_) => (String::new(), None, too_large()),
     };
     log(&parts.method, &host, parts.uri.path(), &resp, started);
-    Ok(resp)
+    let fault = target.and_then(|t| ctx.shared.faults().take_transport(t));
+    apply_transport(resp, fault).await
+}
+
+/// The node-local service a plain request is for, if any.
+fn plain_target(req: &Req) -> Option<Target> {
+    match req.segments().0.as_slice() {
+        ["metadata", "identity", "oauth2", "token"] => Some(Target::Imds),
+        ["host", "token"] => Some(Target::Nmi),
+        _ => None,
+    }
 }
 
 /// Plain HTTP: the node-local token endpoints (IMDS, NMI) with their
 /// latency and faults, else the control API.
 pub(crate) async fn route_plain(shared: &Shared, req: &Req) -> Resp {
-    let (segs, _) = req.segments();
-    let target = match segs.as_slice() {
-        ["metadata", "identity", "oauth2", "token"] => Target::Imds,
-        ["host", "token"] => Target::Nmi,
-        _ => return control::handle(shared, req),
+    let Some(target) = plain_target(req) else {
+        return control::handle(shared, req);
     };
     let fault = delay_and_fault(shared, target).await;
     match target {
@@ -187,7 +201,7 @@ async fn serve_tls(ctx: Arc<Ctx>, upgraded: Upgraded) {
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(azure_request(&ctx.shared, req).await) }
+        async move { azure_request(&ctx.shared, req).await }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -199,63 +213,10 @@ async fn serve_tls(ctx: Arc<Ctx>, upgraded: Upgraded) {
     }
 }
 
-/// Marks a response to be cut off mid-body.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CutOff;
-
-/// A body that yields its first part, then fails a moment later (so the
-/// client has the headers and the first bytes before the stream breaks).
-struct CutOffBody {
-    first: Option<Bytes>,
-    pause: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Body for CutOffBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(part) = self.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(part))));
-        }
-        std::task::ready!(self.pause.as_mut().poll(cx));
-        Poll::Ready(Some(Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "fake-azure: response cut off",
-        ))))
-    }
-}
-
-type WireResp = hyper::Response<Either<Full<Bytes>, CutOffBody>>;
-
-/// Sends `resp` whole, or half of its body when it is marked [`CutOff`].
-async fn on_the_wire(resp: Resp) -> WireResp {
-    let cut = resp.extensions().get::<CutOff>().is_some();
-    let (mut parts, body) = resp.into_parts();
-    if !cut {
-        return hyper::Response::from_parts(parts, Either::Left(body));
-    }
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    parts.headers.remove(hyper::header::CONTENT_LENGTH);
-    let first = bytes.slice(..bytes.len() / 2);
-    let pause = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(50)));
-    hyper::Response::from_parts(
-        parts,
-        Either::Right(CutOffBody {
-            first: Some(first),
-            pause,
-        }),
-    )
-}
-
-async fn azure_request(shared: &Shared, req: Request<Incoming>) -> WireResp {
+async fn azure_request(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<hyper::Response<FaultBody>, std::io::Error> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     if let Some(agent) = parts.headers.get(hyper::header::USER_AGENT) {
@@ -270,7 +231,125 @@ async fn azure_request(shared: &Shared, req: Request<Incoming>) -> WireResp {
         Err(_) => (String::new(), too_large()),
     };
     log(&parts.method, &host, parts.uri.path(), &resp, started);
-    on_the_wire(resp).await
+    let target = match cloud::route(&host) {
+        Route::Aad(_) => Some(Target::Aad),
+        Route::KeyVault { .. } => Some(Target::KeyVault),
+        Route::Unknown => None,
+    };
+    let fault = target.and_then(|t| shared.faults().take_transport(t));
+    if fault == Some(Transport::ResetMidBody) {
+        shared.counters().responses_cut_off += 1;
+    }
+    apply_transport(resp, fault).await
+}
+
+/// A handler's answer with a transport fault applied: `Err` drops it (the
+/// connection or stream is reset without an answer).
+async fn apply_transport(
+    resp: Resp,
+    fault: Option<Transport>,
+) -> Result<hyper::Response<FaultBody>, std::io::Error> {
+    let Some(fault) = fault else {
+        return Ok(resp.map(FaultBody::Whole));
+    };
+    if fault == Transport::Drop {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: no answer",
+        ));
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let half = bytes.len() / 2;
+    let body = match fault {
+        Transport::Malformed => {
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            FaultBody::Whole(Full::new(bytes.slice(..half)))
+        }
+        Transport::ResetMidBody | Transport::StallBody(_) => FaultBody::Broken {
+            len: bytes.len() as u64,
+            first: Some(bytes.slice(..half)),
+            // Before a reset too: HTTP/2 drops the frames of a reset stream
+            // that are not sent yet, headers included.
+            pause: Some(Box::pin(tokio::time::sleep(match fault {
+                Transport::StallBody(pause) => pause,
+                _ => std::time::Duration::from_millis(20),
+            }))),
+            reset: fault == Transport::ResetMidBody,
+            rest: Some(bytes.slice(half..)),
+        },
+        Transport::Drop => unreachable!("handled above"),
+    };
+    Ok(hyper::Response::from_parts(parts, body))
+}
+
+/// A response body that may break on purpose: sent whole, or in two parts
+/// with a pause or a reset between them.
+pub(crate) enum FaultBody {
+    Whole(Full<Bytes>),
+    Broken {
+        /// The whole body's length (announced as `Content-Length`).
+        len: u64,
+        first: Option<Bytes>,
+        pause: Option<Pin<Box<tokio::time::Sleep>>>,
+        reset: bool,
+        rest: Option<Bytes>,
+    },
+}
+
+impl Body for FaultBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Whole(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Self::Broken {
+                first,
+                pause,
+                reset,
+                rest,
+                ..
+            } => {
+                if let Some(first) = first.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(first))));
+                }
+                if let Some(sleep) = pause {
+                    ready!(sleep.as_mut().poll(cx));
+                    *pause = None;
+                }
+                if std::mem::take(reset) {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "fault: reset mid-body",
+                    ))));
+                }
+                Poll::Ready(rest.take().map(|rest| Ok(Frame::data(rest))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Whole(body) => body.is_end_stream(),
+            Self::Broken { first, rest, .. } => first.is_none() && rest.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Whole(body) => body.size_hint(),
+            Self::Broken { len, .. } => SizeHint::with_exact(*len),
+        }
+    }
 }
 
 /// Applies latency and faults for the request's service, then handles it.
@@ -297,8 +376,7 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
         }
     }
     let fault = target.and_then(|t| shared.faults().take(t, Instant::now()));
-    let cut = fault.is_none() && target.is_some_and(|t| shared.faults().take_reset(t));
-    let mut resp = match route {
+    match route {
         Route::Aad(cloud) => aad::handle(shared, cloud, req, fault),
         Route::KeyVault { vault, cloud } => keyvault::handle(shared, cloud, &vault, req, fault),
         Route::Unknown => wire::json(
@@ -306,12 +384,7 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
             &serde_json::json!({"error": {"code": "UnknownHost",
                 "message": format!("fake-azure does not serve host '{}'", req.host)}}),
         ),
-    };
-    if cut {
-        shared.counters().responses_cut_off += 1;
-        resp.extensions_mut().insert(CutOff);
     }
-    resp
 }
 
 fn too_large() -> Resp {

@@ -274,6 +274,99 @@ async fn latency_is_applied() {
     assert!(started.elapsed() >= Duration::from_millis(200));
 }
 
+/// Each transport fault, seen by a real client over HTTP/2 and HTTP/1.1
+/// through the proxy (Entra ID) and over plain HTTP (IMDS).
+#[tokio::test]
+async fn transport_faults_break_the_answer() {
+    use crate::{Target, Transport};
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    fake.set_vm_identities(Some(BLOG_CLIENT_ID), &[])
+        .expect("identities");
+    for http2 in [true, false] {
+        let client = proxied_client(&fake, http2);
+        let token_request = || {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("client_assertion", &blog_assertion())
+                .append_pair("client_assertion_type", crate::aad::JWT_BEARER)
+                .append_pair("client_id", BLOG_CLIENT_ID)
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("scope", "https://vault.azure.net/.default")
+                .finish();
+            client
+                .post(format!(
+                    "https://login.microsoftonline.com/{BLOG_TENANT_ID}/oauth2/v2.0/token"
+                ))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        };
+        fake.transport_fault(Target::Aad, Transport::Malformed, 1);
+        let resp = token_request().send().await.expect("an answer");
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.expect("the whole (cut) body");
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+        assert!(text.starts_with('{'), "{text}");
+
+        fake.transport_fault(Target::Aad, Transport::ResetMidBody, 1);
+        let resp = token_request().send().await.expect("headers arrive");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.bytes().await.is_err(),
+            "the body breaks off (http2: {http2})"
+        );
+
+        fake.transport_fault(Target::Aad, Transport::Drop, 1);
+        assert!(
+            token_request().send().await.is_err(),
+            "no answer (http2: {http2})"
+        );
+
+        let pause = Duration::from_millis(300);
+        fake.transport_fault(Target::Aad, Transport::StallBody(pause), 1);
+        let started = std::time::Instant::now();
+        let resp = token_request().send().await.expect("headers arrive");
+        let body: Value =
+            serde_json::from_slice(&resp.bytes().await.expect("all of it")).expect("JSON");
+        assert!(body["access_token"].is_string());
+        assert!(started.elapsed() >= pause);
+
+        // Spent: the next request is answered normally.
+        let (status, _) = json(token_request().send().await.expect("answer")).await;
+        assert_eq!(status, 200);
+    }
+    fake.transport_fault(Target::Imds, Transport::Malformed, 1);
+    let imds = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net",
+        fake.http_url()
+    );
+    let resp = plain_client()
+        .get(&imds)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .expect("answer");
+    let text = resp.text().await.expect("body");
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    fake.transport_fault(Target::Imds, Transport::Drop, 1);
+    let dropped = plain_client()
+        .get(&imds)
+        .header("Metadata", "true")
+        .send()
+        .await;
+    assert!(dropped.is_err());
+    let (status, body) = json(
+        plain_client()
+            .get(&imds)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn cut_off_responses_fail_mid_body_on_both_protocols() {
     let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))

@@ -1,0 +1,129 @@
+//! Limits a SecretProviderClass or a vault can run into, through the
+//! socket: the response size the driver accepts (4 MiB by default,
+//! `--max-call-send-msg-size` here), objects per mount, YAML nesting and
+//! the driver's path rules. Each is a clear error naming what to change.
+
+use fake_azure::{SecretSeed, Seed};
+
+use crate::driver::Pod;
+use crate::util::{Harness, ISSUER};
+
+/// The blog seed plus secrets of the given sizes, `big0`, `big1`, ….
+fn seed_with(sizes: &[usize]) -> Seed {
+    let mut seed = Seed::blog_walkthrough(ISSUER);
+    for (i, size) in sizes.iter().enumerate() {
+        let value = char::from(b'a' + i as u8).to_string().repeat(*size);
+        seed.vaults[0]
+            .secrets
+            .push(SecretSeed::new(format!("big{i}"), value));
+    }
+    seed
+}
+
+fn objects(names: impl IntoIterator<Item = String>) -> String {
+    let mut yaml = String::from("array:\n");
+    for name in names {
+        yaml.push_str(&format!(
+            "  - |\n    objectName: {name}\n    objectType: secret\n"
+        ));
+    }
+    yaml
+}
+
+async fn mount(harness: &Harness, yaml: &str) -> Result<usize, String> {
+    harness
+        .mount_spc(&Harness::blog_spc_with_objects(yaml), &Pod::blog())
+        .await
+        .map(|r| r.files.iter().map(|f| f.contents.len()).sum())
+        .map_err(|s| s.message().to_owned())
+}
+
+/// Three 1.5 MiB secrets make a response the driver would refuse (its
+/// gRPC client takes 4 MiB by default): the mount fails at the file that
+/// crosses the limit, naming it and both flags.
+#[tokio::test]
+async fn a_mount_larger_than_the_driver_accepts_fails_naming_the_file() {
+    let size = 3 << 19;
+    let harness = Harness::start_with(seed_with(&[size, size, size]), &[]).await;
+    let yaml = objects((0..3).map(|i| format!("big{i}")));
+    let message = mount(&harness, &yaml).await.unwrap_err();
+    assert_eq!(
+        message,
+        format!(
+            "failed to mount objects, error: the mount's files exceed 4194304 bytes, the most the \
+             driver accepts (its --max-call-recv-msg-size, 4 MiB by default; ours is \
+             --max-call-send-msg-size), at file \"big2\" ({size} bytes, secret/big2); mount \
+             fewer or smaller objects, or raise both limits"
+        )
+    );
+    // Two of them fit.
+    let two = objects((0..2).map(|i| format!("big{i}")));
+    assert_eq!(mount(&harness, &two).await, Ok(2 * size));
+}
+
+/// A response just under the limit reaches a client that, like the
+/// driver, decodes at most 4 MiB: our size bound never undercounts.
+#[tokio::test]
+async fn a_response_just_under_the_limit_reaches_the_driver() {
+    let limit = 4 << 20;
+    // Per file: contents + path + id + version + 48 bytes of framing.
+    let overhead = |name: &str| name.len() + format!("secret/{name}").len() + 32 + 48;
+    let first = 2 << 20;
+    let second = limit - first - overhead("big0") - overhead("big1");
+    let harness = Harness::start_with(seed_with(&[first, second]), &[]).await;
+    let yaml = objects((0..2).map(|i| format!("big{i}")));
+    assert_eq!(mount(&harness, &yaml).await, Ok(first + second));
+}
+
+#[tokio::test]
+async fn the_response_limit_follows_the_flag() {
+    let harness = Harness::start_with(
+        seed_with(&[40_000, 40_000, 40_000]),
+        &["--max-call-send-msg-size=100000"],
+    )
+    .await;
+    let message = mount(&harness, &objects((0..3).map(|i| format!("big{i}"))))
+        .await
+        .unwrap_err();
+    assert!(
+        message.contains("the mount's files exceed 100000 bytes")
+            && message.contains("at file \"big2\" (40000 bytes, secret/big2)"),
+        "{message}"
+    );
+}
+
+/// Objects per mount, YAML nesting, and a file name the driver would
+/// refuse: refused before any request, naming the limit or the object.
+#[tokio::test]
+async fn input_limits_are_errors_naming_the_limit() {
+    let harness = Harness::start().await;
+    let before = harness.fake.counters();
+    let too_many = objects((0..1001).map(|i| format!("s{i}")));
+    assert_eq!(
+        mount(&harness, &too_many).await.unwrap_err(),
+        "failed to mount objects, error: objects lists 1001 objects, the limit is 1000"
+    );
+    let deep = format!("array: []\nx: {}", "[".repeat(100_000));
+    assert_eq!(
+        mount(&harness, &deep).await.unwrap_err(),
+        "failed to mount objects, error: objects nests flow collections ([…] or {…}) more than 64 levels deep"
+    );
+    let long_element = "n".repeat(256);
+    let yaml = format!(
+        "array:\n  - |\n    objectName: s\n    objectAlias: dir/{long_element}\n    objectType: secret\n"
+    );
+    let message = mount(&harness, &yaml).await.unwrap_err();
+    assert!(
+        message.starts_with("failed to mount objects, error: failed to get objectType:secret, objectName:s, objectVersion:: file name element")
+            && message.ends_with("is longer than 255 bytes"),
+        "{message}"
+    );
+    let duplicate = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: b\n    objectAlias: a\n    objectType: secret\n";
+    let message = mount(&harness, duplicate).await.unwrap_err();
+    assert!(message.contains("write the same file \"a\""), "{message}");
+    assert_eq!(
+        harness.fake.counters().token_requests_total(),
+        before.token_requests_total(),
+        "nothing was requested"
+    );
+}
