@@ -28,6 +28,7 @@ use crate::keyvault::KeyVault;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::mount::Mounter;
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
+use crate::reads::Reads;
 use crate::server::Provider;
 use crate::socket::{self, Endpoint, SocketError};
 
@@ -55,8 +56,9 @@ pub enum AppError {
 pub fn provider(config: &Config, metrics: &Metrics) -> Result<Provider, AppError> {
     let http = Http::new(&config.http)?.with_metrics(metrics.clone());
     let auth = Authenticator::new(http.clone(), &config.http, config.auth.clone())?;
-    let mounter =
-        Mounter::new(auth, KeyVault::new(http), config.mount.clone()).with_metrics(metrics.clone());
+    let keyvault = KeyVault::new(http, config.mount.keyvault_qps);
+    let reads = Reads::new(keyvault, config.mount.cache_ttl);
+    let mounter = Mounter::new(auth, reads, config.mount.clone()).with_metrics(metrics.clone());
     Ok(Provider::new(mounter, config.parse.clone()))
 }
 

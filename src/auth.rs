@@ -283,9 +283,11 @@ impl Authenticator {
         let this = self.clone();
         let tenant = tenant_id.to_owned();
         let request = plan.request;
+        // The request runs as its own task: hand it this mount's deadline.
+        let deadline = crate::budget::deadline();
         let fetch = async move {
             let started = std::time::Instant::now();
-            let result = this.fetch(request, &tenant).await;
+            let result = this.fetch(request, &tenant, deadline).await;
             tracing::debug!(
                 %mode,
                 identity = %label,
@@ -468,10 +470,15 @@ impl Authenticator {
     }
 
     /// Makes the request of one mode.
-    async fn fetch(&self, request: Request, tenant_id: &str) -> Result<Fetched, Cause> {
+    async fn fetch(
+        &self,
+        request: Request,
+        tenant_id: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Fetched, Cause> {
         let (token, lifetime) = match request {
             Request::Aad { url, request } => {
-                let token = aad::request_token(&self.http, &url, &url, &request)
+                let token = aad::request_token(&self.http, &url, &url, &request, deadline)
                     .await
                     .map_err(|failure| match failure {
                         aad::Failure::Aad(source) => Cause::Rejected {
@@ -484,7 +491,7 @@ impl Authenticator {
                 (access, token.expires_in)
             }
             Request::TokenProxy(request) => {
-                let token = self.token_proxy.request_token(&request).await?;
+                let token = self.token_proxy.request_token(&request, deadline).await?;
                 let access = AccessToken::new(token.secret, tenant_id, &request.client_id);
                 (access, token.expires_in)
             }

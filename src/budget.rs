@@ -10,7 +10,8 @@
 //!
 //! [`Budget::run`] is applied once, by `server`; HTTP requests register
 //! themselves with [`waiting_on`] (a task-local set, so concurrent fetches
-//! of one mount are all named), and nothing else needs to know.
+//! of one mount are all named), and the retry layer reads [`deadline`] to
+//! decide whether another try still fits; nothing else needs to know.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::time::Instant;
 
 /// The most of a gRPC deadline kept back for sending our answer.
 const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -56,9 +58,10 @@ pub struct BudgetExceeded {
     pub waiting_on: Vec<String>,
 }
 
-/// Endpoints a mount is waiting for right now.
-#[derive(Debug, Default)]
+/// Endpoints a mount is waiting for right now, and when its time is up.
+#[derive(Debug)]
 struct Waiting {
+    deadline: Instant,
     next: AtomicU64,
     endpoints: Mutex<Vec<(u64, String)>>,
 }
@@ -100,14 +103,19 @@ impl Budget {
     /// Runs `work` within the budget; on expiry `work` is dropped (which
     /// cancels every request it has in flight).
     pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, BudgetExceeded> {
-        let waiting = Arc::new(Waiting::default());
+        let deadline = Instant::now() + self.limit;
+        let waiting = Arc::new(Waiting {
+            deadline,
+            next: AtomicU64::new(0),
+            endpoints: Mutex::default(),
+        });
         let scoped = WAITING.scope(waiting.clone(), work);
         tokio::pin!(scoped);
         tokio::select! {
             biased;
             output = &mut scoped => Ok(output),
             // `work` is still alive here, so its requests are still listed.
-            () = tokio::time::sleep(self.limit) => Err(BudgetExceeded {
+            () = tokio::time::sleep_until(deadline) => Err(BudgetExceeded {
                 limit: self.limit,
                 origin: self.origin,
                 waiting_on: waiting.snapshot(),
@@ -146,6 +154,12 @@ pub fn waiting_on(endpoint: &str) -> Option<WaitGuard> {
             }
         })
         .ok()
+}
+
+/// When the current mount's budget runs out; `None` outside a budget
+/// (start-up, unit tests, tasks spawned off a mount).
+pub fn deadline() -> Option<Instant> {
+    WAITING.try_with(|waiting| waiting.deadline).ok()
 }
 
 /// The driver's deadline from a `grpc-timeout` header value (`100m`,
@@ -282,6 +296,12 @@ mod tests {
         let budget = Budget::new(Duration::from_secs(5), Some(Duration::from_secs(1)));
         assert_eq!(budget.origin, Origin::GrpcDeadline);
         assert_eq!(budget.run(async { 7 }).await, Ok(7));
+        let start = Instant::now();
+        assert_eq!(
+            budget.run(async { deadline() }).await,
+            Ok(Some(start + Duration::from_millis(900)))
+        );
+        assert_eq!(deadline(), None);
         let err = budget.run(std::future::pending::<()>()).await.unwrap_err();
         assert!(
             err.to_string()

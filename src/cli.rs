@@ -103,8 +103,17 @@ pub struct Args {
     pub verbosity: u8,
 
     /// Objects of one mount fetched at the same time.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = crate::mount::DEFAULT_MAX_CONCURRENT_FETCHES)]
     pub max_concurrent_fetches: usize,
+
+    /// Keep Key Vault answers this long and serve them to mounts of the same
+    /// identity (0: off). A rotated secret reaches pods up to this much later.
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
+    pub cache_ttl: Duration,
+
+    /// Most requests per second to one vault from this node (0: no limit).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub keyvault_qps: f64,
 
     /// Largest mount response in bytes; match the driver's
     /// --max-call-recv-msg-size (default 4 MiB) when raising it.

@@ -45,12 +45,13 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
         Fut: Future<Output = V>,
     {
         let (cell, mut role) = self.join(&key);
-        let _landing = Landing {
+        let landing = Landing {
             flights: &self.flights,
             key: &key,
-            cell: &cell,
+            cell,
         };
-        let value = cell
+        let value = landing
+            .cell
             .get_or_init(|| {
                 role = Role::Leader;
                 work()
@@ -79,22 +80,28 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     }
 }
 
-/// Removes the flight when a caller leaves (done or cancelled), unless a
-/// newer flight has already replaced it. A landed result is never served to
-/// callers that arrive later.
+/// Removes the flight when a caller leaves, once it has landed (so a landed
+/// result is never served to callers that arrive later) or when nobody else
+/// waits on it. A flight whose leader was cancelled stays while followers
+/// wait: one of them takes over, and newcomers join that attempt instead of
+/// starting another. (If the last two callers leave at the same moment the
+/// empty flight may stay behind; the next caller for the key simply runs in
+/// it.)
 struct Landing<'a, K: Hash + Eq, V> {
     flights: &'a Mutex<HashMap<K, Arc<OnceCell<V>>>>,
     key: &'a K,
-    cell: &'a Arc<OnceCell<V>>,
+    cell: Arc<OnceCell<V>>,
 }
 
 impl<K: Hash + Eq, V> Drop for Landing<'_, K, V> {
     fn drop(&mut self) {
         let mut flights = lock(self.flights);
-        if flights
+        let ours = flights
             .get(self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
-        {
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
+        // The map's reference and ours: nobody else is waiting.
+        let alone = Arc::strong_count(&self.cell) <= 2;
+        if ours && (self.cell.initialized() || alone) {
             flights.remove(self.key);
         }
     }
@@ -181,5 +188,38 @@ mod tests {
         leader.abort();
         let (value, role) = follower.await.unwrap();
         assert_eq!((value, role), (2, Role::Leader));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn newcomers_join_the_follower_that_took_over() {
+        let flights = Arc::new(SingleFlight::<&str, u32>::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let start = |delay_ms: u64| {
+            let (flights, runs) = (flights.clone(), runs.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                flights
+                    .run("k", || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        9
+                    })
+                    .await
+            })
+        };
+        let leader = start(0);
+        let follower = start(10);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        leader.abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let newcomer = start(0);
+        assert_eq!(follower.await.unwrap(), (9, Role::Leader));
+        assert_eq!(newcomer.await.unwrap(), (9, Role::Follower));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "the aborted run and one more"
+        );
+        assert_eq!(flights.in_flight(), 0);
     }
 }

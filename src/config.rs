@@ -45,6 +45,8 @@ pub enum ConfigError {
     MetricsBackend(String),
     #[error("--max-concurrent-fetches must be at least 1")]
     Concurrency,
+    #[error("--keyvault-qps must be a number of requests per second, 0 or more (0: no limit)")]
+    KeyVaultQps,
     #[error("SSL_CERT_FILE={path}: {reason}")]
     CertFile { path: String, reason: String },
     #[error(
@@ -81,6 +83,9 @@ impl Config {
         if args.mount_timeout.is_zero() {
             return Err(ConfigError::MountTimeout);
         }
+        if !args.keyvault_qps.is_finite() || args.keyvault_qps < 0.0 {
+            return Err(ConfigError::KeyVaultQps);
+        }
         let imds_endpoint = match env(auth::IMDS_ENDPOINT_ENV).filter(|v| !v.trim().is_empty()) {
             Some(value) => base_url(auth::IMDS_ENDPOINT_ENV, &value)?,
             None => AuthConfig::default().imds_endpoint,
@@ -107,6 +112,8 @@ impl Config {
             },
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
+                cache_ttl: Some(args.cache_ttl).filter(|ttl| !ttl.is_zero()),
+                keyvault_qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),
                 mount_timeout: args.mount_timeout,
                 max_response_bytes: args.max_call_send_msg_size,
                 render: RenderOptions {
@@ -203,6 +210,30 @@ mod tests {
         assert_eq!(config.endpoint, Endpoint::Unix("/tmp/azure.sock".into()));
         assert!(config.http.extra_roots_pem.is_none());
         assert!(config.http.user_agent.starts_with("akv-csi-provider/"));
+    }
+
+    #[test]
+    fn load_flags_are_off_by_default_and_validated() {
+        let config = Config::build(&args(&[]), |_| None).unwrap();
+        assert_eq!(config.mount.max_concurrent_fetches, 32);
+        assert_eq!(config.mount.cache_ttl, None);
+        assert_eq!(config.mount.keyvault_qps, None);
+        let config = Config::build(
+            &args(&["--cache-ttl=30s", "--keyvault-qps=2.5", "--keyvault-qps=0"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(config.mount.cache_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(config.mount.keyvault_qps, None, "the last repeat wins: 0");
+        let config = Config::build(&args(&["--keyvault-qps", "2.5"]), |_| None).unwrap();
+        assert_eq!(config.mount.keyvault_qps, Some(2.5));
+        for bad in [["--keyvault-qps", "-1"], ["--keyvault-qps", "inf"]] {
+            let err = Config::build(&args(&bad), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--keyvault-qps must be"), "{err}");
+        }
+        assert!(Args::try_parse_from(["p", "--cache-ttl", "soon"]).is_err());
     }
 
     #[test]

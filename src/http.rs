@@ -4,7 +4,8 @@
 //!
 //! This module sends requests and reads bounded bodies; it names the endpoint
 //! in every error. It does not decide what a response means (that is `auth`
-//! and `keyvault`) and never sees request bodies in its errors.
+//! and `keyvault`) and never sees request bodies in its errors. Retries are
+//! the layer in `http/retrying.rs`, used by Key Vault and Entra ID requests.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,17 @@ use reqwest::{Certificate, Client, Method, RequestBuilder, StatusCode, header};
 use thiserror::Error;
 
 use crate::metrics::{Metrics, Service};
+
+mod retrying;
+mod warmup;
+
+pub use retrying::{Gate, Retry, RetryError};
+use warmup::Warmup;
+
+/// How long an idle connection is kept: longer than the driver's default
+/// rotation poll (2 minutes), so rotation mounts reuse the connection;
+/// HTTP/2 pings every 30 s keep it alive through NAT and load balancers.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The largest response body read from any Azure endpoint. Key Vault secrets
 /// are at most 25 KiB; version listings page at 25 items.
@@ -82,6 +94,9 @@ impl SendError {
 pub struct Response {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    /// `x-ms-retry-after-ms` (or `retry-after-ms`): Azure's wait in
+    /// milliseconds, which wins over `Retry-After`.
+    pub retry_after_ms: Option<String>,
     pub body: Vec<u8>,
     /// The server's leaf certificate (DER), when the client was built with
     /// `tls_info(true)`.
@@ -95,6 +110,7 @@ pub struct Http {
     client: Client,
     request_timeout: Duration,
     metrics: Metrics,
+    warmup: Warmup,
 }
 
 // === impl Http ===
@@ -124,15 +140,16 @@ impl Http {
         let builder = Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(false)
+            .http2_keep_alive_while_idle(true)
             .tcp_keepalive(Duration::from_secs(60));
         let client = adjust(builder)?.build().map_err(BuildError::Client)?;
         Ok(Self {
             client,
             request_timeout: config.request_timeout,
             metrics: Metrics::default(),
+            warmup: Warmup::new(POOL_IDLE_TIMEOUT),
         })
     }
 
@@ -164,7 +181,14 @@ impl Http {
         let _waiting = crate::budget::waiting_on(endpoint);
         let limit = self.request_timeout;
         let started = Instant::now();
-        let result = match tokio::time::timeout(limit, self.exchange(request, endpoint)).await {
+        let exchange = async {
+            // A cold host: one connection first, then everyone shares it.
+            let opener = self.warmup.enter(endpoint).await;
+            let result = self.exchange(request, endpoint).await;
+            self.warmup.finish(endpoint, opener, result.is_ok());
+            result
+        };
+        let result = match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout {
                 endpoint: endpoint.to_owned(),
@@ -204,11 +228,15 @@ impl Http {
     ) -> Result<Response, SendError> {
         let mut response = request.send().await.map_err(|e| classify(e, endpoint))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let text = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = text(header::RETRY_AFTER.as_str());
+        let retry_after_ms = text("x-ms-retry-after-ms").or_else(|| text("retry-after-ms"));
         let peer_certificate = response
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
@@ -227,6 +255,7 @@ impl Http {
         Ok(Response {
             status,
             retry_after,
+            retry_after_ms,
             body,
             peer_certificate,
         })

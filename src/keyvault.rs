@@ -4,17 +4,26 @@
 //! challenge round trip), and decode the answers, including Azure's error
 //! JSON.
 //!
+//! Every GET goes through the retry layer (`http::Http::send_retrying`)
+//! and the vault's gate (`throttle`), shared by every mount: a 429 holds
+//! all requests to that vault for the `Retry-After` window, and 5xx answers
+//! and broken connections are tried again within the mount's budget.
+//!
 //! Returns wire shapes only; turning them into files is `render`'s job, and
 //! choosing identities is `auth`'s.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::auth::AccessToken;
-use crate::http::{Http, SendError};
+use crate::http::{Gate, Http, Retry, RetryError, SendError};
+use crate::retry::Policy;
+use crate::throttle::VaultGates;
 
 /// The Key Vault data-plane API version (the one upstream v1.8.2 sends).
 pub const API_VERSION: &str = "7.4";
@@ -87,7 +96,7 @@ impl CertificateBundle {
 }
 
 /// The object collections of a vault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Collection {
     Secrets,
     Keys,
@@ -122,7 +131,7 @@ pub fn version_of(id: &str) -> &str {
 }
 
 /// Why a read failed.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum KeyVaultError {
     /// Key Vault answered with an error code (SecretNotFound, Forbidden, …).
     #[error("keyvault {vault} answered {status} {code}: {message}")]
@@ -146,6 +155,38 @@ pub enum KeyVaultError {
         status: u16,
         reason: String,
     },
+    /// Key Vault answered 429 and the wait it asks for does not fit in what
+    /// is left of the mount's budget.
+    #[error(
+        "keyvault {vault} throttled the request (429 Too Many Requests) and asks to wait {}, \
+         longer than the {} left of this mount's time budget; the mount fails now and kubelet \
+         will retry it (if this persists, lower the load on the vault: --cache-ttl, \
+         --keyvault-qps, fewer pods mounting at once)",
+        seconds(*.wait),
+        seconds(*.remaining)
+    )]
+    Throttled {
+        vault: String,
+        wait: Duration,
+        remaining: Duration,
+    },
+    /// Our own `--keyvault-qps` would hold the request past the budget.
+    #[error(
+        "keyvault {vault}: --keyvault-qps would delay this request by {}, longer than the {} \
+         left of this mount's time budget; raise --keyvault-qps",
+        seconds(*.wait),
+        seconds(*.remaining)
+    )]
+    RateLimited {
+        vault: String,
+        wait: Duration,
+        remaining: Duration,
+    },
+}
+
+/// `1.5s`: durations in errors, to a tenth of a second.
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
 }
 
 impl KeyVaultError {
@@ -154,18 +195,34 @@ impl KeyVaultError {
     /// transport's code.
     pub fn code(&self) -> Cow<'static, str> {
         match self {
-            Self::Service { status: 429, .. } => Cow::Borrowed("Throttled"),
+            Self::Service { status: 429, .. } | Self::Throttled { .. } => {
+                Cow::Borrowed("Throttled")
+            }
             Self::Service { code, .. } => Cow::Owned(code.clone()),
             Self::Unreachable { source, .. } => Cow::Borrowed(source.code()),
             Self::Malformed { .. } => Cow::Borrowed("MalformedResponse"),
+            Self::RateLimited { .. } => Cow::Borrowed("RateLimited"),
         }
+    }
+
+    /// True when the failure belongs to the caller that made the request
+    /// rather than to the object: its budget ran out while throttled, or
+    /// its token was rejected. A coalesced caller with its own token and
+    /// budget tries again itself instead of sharing such an error.
+    pub fn is_callers_own(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::RateLimited { .. } | Self::Service { status: 401, .. }
+        )
     }
 }
 
-/// Reads objects over the shared client.
+/// Reads objects over the shared client, through the vaults' shared gates.
 #[derive(Clone, Debug)]
 pub struct KeyVault {
     http: Http,
+    gates: Arc<VaultGates>,
+    policy: Policy,
 }
 
 #[derive(Deserialize)]
@@ -236,8 +293,14 @@ struct ErrorBody {
 // === impl KeyVault ===
 
 impl KeyVault {
-    pub fn new(http: Http) -> Self {
-        Self { http }
+    /// `qps`: `--keyvault-qps`, requests per second per vault (`None`: no
+    /// limit of our own).
+    pub fn new(http: Http, qps: Option<f64>) -> Self {
+        Self {
+            http,
+            gates: Arc::new(VaultGates::new(qps)),
+            policy: Policy::default(),
+        }
     }
 
     /// `GET {vault_url}secrets/{name}/{version}`; an empty version reads the
@@ -324,21 +387,51 @@ impl KeyVault {
         url: &str,
         with_api_version: bool,
     ) -> Result<(u16, Vec<u8>), KeyVaultError> {
-        let mut builder = self.http.request(reqwest::Method::GET, url);
-        if with_api_version {
-            builder = builder.query(&[("api-version", API_VERSION)]);
-        }
-        let builder = builder
-            .bearer_auth(token.bearer())
-            .header(reqwest::header::ACCEPT, "application/json");
-        let response =
-            self.http
-                .send(builder, url)
-                .await
-                .map_err(|source| KeyVaultError::Unreachable {
-                    vault: vault.name.to_owned(),
+        let build = || {
+            let mut builder = self.http.request(reqwest::Method::GET, url);
+            if with_api_version {
+                builder = builder.query(&[("api-version", API_VERSION)]);
+            }
+            builder
+                .bearer_auth(token.bearer())
+                .header(reqwest::header::ACCEPT, "application/json")
+        };
+        let retry = Retry {
+            policy: self.policy,
+            gate: Some(Gate {
+                gates: &self.gates,
+                vault: vault.url,
+            }),
+            deadline: None,
+        };
+        let vault_name = || vault.name.to_owned();
+        let response = self
+            .http
+            .send_retrying(build, url, retry)
+            .await
+            .map_err(|e| match e {
+                RetryError::Send(source) => KeyVaultError::Unreachable {
+                    vault: vault_name(),
                     source,
-                })?;
+                },
+                RetryError::Busy {
+                    wait,
+                    remaining,
+                    throttled: true,
+                    ..
+                } => KeyVaultError::Throttled {
+                    vault: vault_name(),
+                    wait,
+                    remaining,
+                },
+                RetryError::Busy {
+                    wait, remaining, ..
+                } => KeyVaultError::RateLimited {
+                    vault: vault_name(),
+                    wait,
+                    remaining,
+                },
+            })?;
         Ok((response.status.as_u16(), response.body))
     }
 }

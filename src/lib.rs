@@ -30,6 +30,7 @@ pub mod mount;
 pub mod object;
 pub mod params;
 pub mod proto;
+pub mod reads;
 pub mod render;
 pub mod retry;
 pub mod server;

@@ -2,31 +2,34 @@
 //! name, obtain a token for the pod's identity, plan the versions to fetch
 //! (listing the versions of `objectVersionHistory` objects), fetch every
 //! version (bounded concurrency, output in declaration order, the first
-//! error cancels the rest) and render them into files. All or nothing: any
-//! error fails the whole mount and no file is returned; the one exception
-//! is an `optional: true` object that does not exist, which is left out
-//! (and still reported in the object versions).
+//! error to arrive cancels the rest) and render them into files. All or
+//! nothing: any error fails the whole mount and no file is returned; the one
+//! exception is an `optional: true` object that does not exist, which is
+//! left out (and still reported in the object versions).
 //!
 //! Each object is read from its own vault (`keyvaultName` on the object,
 //! else the SecretProviderClass's); one token serves them all, since a Key
 //! Vault token is for the tenant and the cloud's Key Vault resource, not
 //! for one vault.
 //!
-//! HTTP details live in `auth` and `keyvault`, format conversions in
-//! `render`; this module only orders the steps and attaches context.
+//! HTTP details live in `auth` and `keyvault`, sharing reads between mounts
+//! in `reads`, format conversions in `render`; this module only orders the
+//! steps and attaches context.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::{FutureExt as _, StreamExt as _};
 use thiserror::Error;
 
 use crate::auth::{AccessToken, AuthError, Authenticator};
 use crate::cloud::{Cloud, CloudError, VaultNameError};
-use crate::keyvault::{Collection, KeyVault, KeyVaultError, VaultRef};
+use crate::keyvault::{Collection, KeyVaultError, VaultRef};
 use crate::metrics::Metrics;
 use crate::object::{KeyVaultObject, ObjectType, VersionEntry};
 use crate::params::{CloudSpec, MountParams};
+use crate::reads::{Read, Reads, What};
 use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, RenderOptions, Slot};
 
 /// The version reported for an optional object that does not exist: never
@@ -39,6 +42,11 @@ pub const MISSING_VERSION: &str = "not-found";
 pub struct MountOptions {
     /// Objects fetched at the same time within one mount.
     pub max_concurrent_fetches: usize,
+    /// `--cache-ttl`: how long Key Vault answers are kept (`None`: not at
+    /// all). Used when the shared reads are built (`app`).
+    pub cache_ttl: Option<Duration>,
+    /// `--keyvault-qps`: requests per second per vault (`None`: no limit).
+    pub keyvault_qps: Option<f64>,
     /// The whole mount's time limit (`--mount-timeout`), shortened to the
     /// driver's deadline when it sends one (see `budget`).
     pub mount_timeout: std::time::Duration,
@@ -57,10 +65,16 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// mount, so our error (naming the endpoint) reaches the pod's events.
 pub const DEFAULT_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
 
+/// `--max-concurrent-fetches` default (see docs/benchmarks.md): enough for
+/// the 20-object mount of the benchmark to need one Key Vault round trip.
+pub const DEFAULT_MAX_CONCURRENT_FETCHES: usize = 32;
+
 impl Default for MountOptions {
     fn default() -> Self {
         Self {
-            max_concurrent_fetches: 8,
+            max_concurrent_fetches: DEFAULT_MAX_CONCURRENT_FETCHES,
+            cache_ttl: None,
+            keyvault_qps: None,
             mount_timeout: DEFAULT_MOUNT_TIMEOUT,
             render: RenderOptions::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -151,7 +165,7 @@ impl ObjectError {
 #[derive(Clone, Debug)]
 pub struct Mounter {
     auth: Authenticator,
-    keyvault: KeyVault,
+    reads: Reads,
     options: MountOptions,
     metrics: Metrics,
 }
@@ -159,17 +173,19 @@ pub struct Mounter {
 // === impl Mounter ===
 
 impl Mounter {
-    pub fn new(auth: Authenticator, keyvault: KeyVault, options: MountOptions) -> Self {
+    pub fn new(auth: Authenticator, reads: Reads, options: MountOptions) -> Self {
         Self {
             auth,
-            keyvault,
+            reads,
             options,
             metrics: Metrics::default(),
         }
     }
 
-    /// Records mounts in flight, objects per mount and `keyvault_request`.
+    /// Records mounts in flight, objects per mount, `keyvault_request` and
+    /// coalesced reads.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.reads = self.reads.with_metrics(metrics.clone());
         self.metrics = metrics;
         self
     }
@@ -210,10 +226,7 @@ impl Mounter {
             .enumerate()
             .map(|(i, object)| self.plan(vault_of(i), &token, object))
             .collect();
-        let steps: Vec<Vec<Step<'_>>> = futures_util::stream::iter(plans)
-            .buffered(limit)
-            .try_collect()
-            .await?;
+        let steps: Vec<Vec<Step<'_>>> = all_in_order(plans, limit).await?;
         let steps: Vec<(usize, Step<'_>)> = steps
             .into_iter()
             .enumerate()
@@ -224,15 +237,16 @@ impl Mounter {
             .into_iter()
             .map(|(i, step)| self.step(vault_of(i), &token, step, params))
             .collect();
-        // Checked as files arrive, so a mount too large for the driver stops
-        // early instead of holding everything in memory first.
-        let mut size = ResponseSize::new(self.options.max_response_bytes);
-        let rendered: Vec<Vec<render::Rendered>> = futures_util::stream::iter(fetches)
-            .buffered(limit)
-            .and_then(|files| std::future::ready(size.add(files)))
-            .try_collect()
+        let rendered: Vec<Vec<render::Rendered>> = all_in_order(fetches, limit)
             .await
             .inspect_err(|e| self.forget_rejected_token(e, &token))?;
+        // The driver refuses responses over its receive limit; say so here,
+        // naming the file that crossed it, instead of failing in the driver.
+        let mut size = ResponseSize::new(self.options.max_response_bytes);
+        let rendered: Vec<Vec<render::Rendered>> = rendered
+            .into_iter()
+            .map(|files| size.add(files))
+            .collect::<Result<_, _>>()?;
         let mut output = MountOutput::default();
         let mut paths = std::collections::HashSet::new();
         let mut mounted = vec![false; params.objects.len()];
@@ -280,11 +294,22 @@ impl Mounter {
                 version: object.version.clone(),
             }]);
         }
-        let listed = match self
-            .keyvault
-            .list_versions(vault, token, collection(object.object_type), &object.name)
+        let what = What::Versions(collection(object.object_type));
+        let listed = self
+            .reads
+            .read(vault, token, what, &object.name, "")
             .await
-        {
+            .and_then(|read| match &*read {
+                Read::Versions(listed) => Ok(listed
+                    .iter()
+                    .map(|v| VersionEntry {
+                        version: v.version.clone(),
+                        created: v.created,
+                    })
+                    .collect::<Vec<_>>()),
+                _ => Err(mismatch(vault)),
+            });
+        let entries = match listed {
             Err(e) if object.extensions.optional && is_not_found(&e) => {
                 self.skip_missing(object, &object.context(), &e.code());
                 return Ok(Vec::new());
@@ -294,13 +319,6 @@ impl Mounter {
                 source: e.into(),
             })?,
         };
-        let entries = listed
-            .into_iter()
-            .map(|v| VersionEntry {
-                version: v.version,
-                created: v.created,
-            })
-            .collect();
         let chosen = object.history(entries);
         if chosen.is_empty() && object.extensions.optional {
             self.skip_missing(object, &object.context(), "NoEnabledVersion");
@@ -405,45 +423,72 @@ impl Mounter {
         object: &KeyVaultObject,
         version: &str,
     ) -> Result<Fetched, ObjectError> {
-        let name = &object.name;
-        match object.object_type {
-            ObjectType::Secret => {
-                let bundle = self
-                    .keyvault
-                    .get_secret(vault, token, name, version)
-                    .await?;
-                Ok(Fetched::Secret {
-                    version: bundle.version().to_owned(),
-                    certificate_backed: bundle.kid.as_deref().is_some_and(|k| !k.is_empty()),
-                    content_type: bundle.content_type,
-                    value: bundle.value,
-                })
-            }
-            ObjectType::Key => {
-                let bundle = self.keyvault.get_key(vault, token, name, version).await?;
-                Ok(Fetched::Key {
-                    version: bundle.version().to_owned(),
-                    jwk: Jwk {
-                        kty: bundle.kty,
-                        crv: bundle.crv,
-                        n: bundle.n,
-                        e: bundle.e,
-                        x: bundle.x,
-                        y: bundle.y,
-                    },
-                })
-            }
-            ObjectType::Cert => {
-                let bundle = self
-                    .keyvault
-                    .get_certificate(vault, token, name, version)
-                    .await?;
-                Ok(Fetched::Certificate {
-                    version: bundle.version().to_owned(),
-                    cer: bundle.cer,
-                })
-            }
+        let what = match object.object_type {
+            ObjectType::Secret => What::Secret,
+            ObjectType::Key => What::Key,
+            ObjectType::Cert => What::Certificate,
+        };
+        let read = self
+            .reads
+            .read(vault, token, what, &object.name, version)
+            .await?;
+        // The answer is shared: copy out what rendering consumes.
+        match &*read {
+            Read::Secret(bundle) => Ok(Fetched::Secret {
+                version: bundle.version().to_owned(),
+                certificate_backed: bundle.kid.as_deref().is_some_and(|k| !k.is_empty()),
+                content_type: bundle.content_type.clone(),
+                value: bundle.value.clone(),
+            }),
+            Read::Key(bundle) => Ok(Fetched::Key {
+                version: bundle.version().to_owned(),
+                jwk: Jwk {
+                    kty: bundle.kty.clone(),
+                    crv: bundle.crv.clone(),
+                    n: bundle.n.clone(),
+                    e: bundle.e.clone(),
+                    x: bundle.x.clone(),
+                    y: bundle.y.clone(),
+                },
+            }),
+            Read::Certificate(bundle) => Ok(Fetched::Certificate {
+                version: bundle.version().to_owned(),
+                cer: bundle.cer.clone(),
+            }),
+            Read::Versions(_) => Err(mismatch(vault).into()),
         }
+    }
+}
+
+/// Runs `futures`, at most `limit` at a time, and returns their outputs in
+/// the given order, or the first error to arrive: the others are dropped
+/// (their requests cancelled) at once rather than awaited.
+async fn all_in_order<T, E, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let mut outputs: Vec<Option<T>> = std::iter::repeat_with(|| None)
+        .take(futures.len())
+        .collect();
+    let indexed = futures
+        .into_iter()
+        .enumerate()
+        .map(|(i, future)| future.map(move |output| output.map(|value| (i, value))));
+    let mut running = futures_util::stream::iter(indexed).buffer_unordered(limit.max(1));
+    while let Some(done) = running.next().await {
+        let (i, value) = done?;
+        outputs[i] = Some(value);
+    }
+    Ok(outputs.into_iter().flatten().collect())
+}
+
+/// A shared answer of another kind than the read asked for; cannot happen
+/// (the read key includes the kind), but is an error rather than a panic.
+fn mismatch(vault: VaultRef<'_>) -> KeyVaultError {
+    KeyVaultError::Malformed {
+        vault: vault.name.to_owned(),
+        status: 200,
+        reason: "internal error: a shared answer of another kind".into(),
     }
 }
 
@@ -559,5 +604,55 @@ async fn resolve_cloud(spec: &CloudSpec) -> Result<Cloud, MountError> {
             })?;
             Ok(Cloud::from_environment_json(&text)?)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn outputs_keep_their_order_whatever_order_they_finish_in() {
+        let delays = [30u64, 10, 20, 0];
+        let futures: Vec<_> = delays
+            .iter()
+            .map(|&ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, ()>(ms)
+            })
+            .collect();
+        assert_eq!(all_in_order(futures, 2).await, Ok(vec![30, 10, 20, 0]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_error_to_arrive_drops_the_rest() {
+        let finished = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        // A slow object first, then one that fails fast, then eight more.
+        let futures: Vec<_> = (0..10)
+            .map(|i| {
+                let (finished, started) = (finished.clone(), started.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if i == 1 {
+                        return Err(i);
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(i)
+                }
+            })
+            .collect();
+        let begin = tokio::time::Instant::now();
+        assert_eq!(all_in_order(futures, 4).await, Err(1));
+        assert_eq!(tokio::time::Instant::now(), begin, "not after the slow one");
+        assert_eq!(finished.load(Ordering::SeqCst), 0);
+        assert!(
+            started.load(Ordering::SeqCst) <= 5,
+            "the rest never started"
+        );
     }
 }

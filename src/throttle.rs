@@ -8,6 +8,12 @@
 //! state and makes callers wait. A wait that would end after the caller's
 //! deadline is refused at once, so a mount fails fast with a clear error
 //! instead of sleeping into kubelet's timeout.
+//!
+//! The rate limit is a token bucket (GCRA) holding one second of requests:
+//! a mount of a few objects is not slowed down, a wave of mounts is spread
+//! out at `qps`. Callers held by a 429 window leave it with a little jitter
+//! (up to a tenth of the window, at most one second), so they do not all
+//! come back in the same millisecond.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,10 +35,21 @@ pub struct Busy {
 
 #[derive(Clone, Copy, Debug)]
 struct Gate {
-    /// No request before this instant (Key Vault said 429).
+    /// No request before this instant (Key Vault said 429) …
     blocked_until: Option<Instant>,
-    /// The next free slot of the rate limit.
-    next_slot: Instant,
+    /// … for a window this long (scales the jitter on leaving it).
+    window: Duration,
+    /// The rate limit's theoretical arrival time (GCRA).
+    tat: Instant,
+}
+
+/// What a caller may do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    /// Send at this instant (now, or a reserved rate-limit slot).
+    At(Instant),
+    /// The vault is in a 429 window: wait until then and ask again.
+    Blocked(Instant),
 }
 
 /// Shared per-vault state.
@@ -41,64 +58,110 @@ pub struct VaultGates {
     gates: Mutex<HashMap<String, Gate>>,
     /// Spacing between two requests to one vault, when rate-limited.
     interval: Option<Duration>,
+    /// How far ahead of its spacing a burst may run (the bucket's depth
+    /// less one request).
+    tolerance: Duration,
 }
 
 impl VaultGates {
     /// `qps`: requests per second per vault, or `None` for no limit.
     pub fn new(qps: Option<f64>) -> Self {
-        let interval = qps
-            .filter(|q| q.is_finite() && *q > 0.0)
-            .map(|q| Duration::from_secs_f64(1.0 / q));
+        let qps = qps.filter(|q| q.is_finite() && *q > 0.0);
+        let interval = qps.map(|q| Duration::from_secs_f64(1.0 / q));
+        // A bucket of one second's worth of requests, at least one.
+        let depth = qps.map_or(1.0, |q| q.ceil().max(1.0));
+        let tolerance = interval.map_or(Duration::ZERO, |i| i.mul_f64(depth - 1.0));
         Self {
             gates: Mutex::new(HashMap::new()),
             interval,
+            tolerance,
         }
     }
 
-    /// Waits until `vault` may be sent a request; refuses if that would be
-    /// after `deadline`.
-    pub async fn admit(&self, vault: &str, deadline: Instant) -> Result<(), Busy> {
-        let ready = self.reserve(vault, Instant::now(), deadline)?;
-        tokio::time::sleep_until(ready).await;
-        Ok(())
+    /// Waits until `vault` may be sent a request; refuses (without waiting)
+    /// if that would be after `deadline`. `jitter` in `[0, 1)` spreads the
+    /// callers leaving a 429 window.
+    pub async fn admit(&self, vault: &str, deadline: Instant, jitter: f64) -> Result<(), Busy> {
+        loop {
+            match self.reserve(vault, Instant::now(), deadline)? {
+                Admission::At(at) => {
+                    tokio::time::sleep_until(at).await;
+                    // A 429 that arrived while we waited for our slot wins.
+                    if self.blocked(vault, Instant::now()).is_none() {
+                        return Ok(());
+                    }
+                }
+                Admission::Blocked(until) => {
+                    let spread = self.spread(vault).mul_f64(jitter.clamp(0.0, 1.0));
+                    tokio::time::sleep_until((until + spread).min(deadline)).await;
+                }
+            }
+        }
     }
 
     /// Records Key Vault's 429 with the wait it asked for.
     pub fn throttled(&self, vault: &str, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now + wait;
         let mut gates = self.lock();
         let gate = gates.entry(vault.to_owned()).or_insert(Gate {
             blocked_until: None,
-            next_slot: Instant::now(),
+            window: Duration::ZERO,
+            tat: now,
         });
-        gate.blocked_until = Some(gate.blocked_until.map_or(until, |b| b.max(until)));
+        if gate.blocked_until.is_none_or(|b| b < until) {
+            gate.blocked_until = Some(until);
+            gate.window = wait;
+        }
     }
 
-    /// Reserves the caller's slot and returns when it may send.
-    fn reserve(&self, vault: &str, now: Instant, deadline: Instant) -> Result<Instant, Busy> {
+    /// The end of `vault`'s 429 window, if it is in one.
+    fn blocked(&self, vault: &str, now: Instant) -> Option<Instant> {
+        self.lock()
+            .get(vault)
+            .and_then(|g| g.blocked_until)
+            .filter(|b| *b > now)
+    }
+
+    /// Up to a tenth of the current window, at most one second.
+    fn spread(&self, vault: &str) -> Duration {
+        let window = self.lock().get(vault).map_or(Duration::ZERO, |g| g.window);
+        (window / 10).min(Duration::from_secs(1))
+    }
+
+    /// Decides for a caller arriving at `now`; reserves its rate-limit slot
+    /// when it is admitted.
+    fn reserve(&self, vault: &str, now: Instant, deadline: Instant) -> Result<Admission, Busy> {
         let mut gates = self.lock();
         if gates.len() >= MAX_VAULTS {
-            gates.retain(|_, g| g.blocked_until.is_some_and(|b| b > now) || g.next_slot > now);
+            gates.retain(|_, g| g.blocked_until.is_some_and(|b| b > now) || g.tat > now);
         }
         let gate = gates.entry(vault.to_owned()).or_insert(Gate {
             blocked_until: None,
-            next_slot: now,
+            window: Duration::ZERO,
+            tat: now,
         });
-        let blocked = gate.blocked_until.filter(|b| *b > now);
-        let mut ready = blocked.unwrap_or(now);
-        if self.interval.is_some() {
-            ready = ready.max(gate.next_slot);
+        if let Some(until) = gate.blocked_until.filter(|b| *b > now) {
+            if until > deadline {
+                return Err(Busy {
+                    wait: until - now,
+                    throttled: true,
+                });
+            }
+            return Ok(Admission::Blocked(until));
         }
-        if ready > deadline {
+        let Some(interval) = self.interval else {
+            return Ok(Admission::At(now));
+        };
+        let at = now.max(gate.tat.checked_sub(self.tolerance).unwrap_or(now));
+        if at > deadline {
             return Err(Busy {
-                wait: ready - now,
-                throttled: blocked.is_some_and(|b| b >= ready),
+                wait: at - now,
+                throttled: false,
             });
         }
-        if let Some(interval) = self.interval {
-            gate.next_slot = ready + interval;
-        }
-        Ok(ready)
+        gate.tat = gate.tat.max(at) + interval;
+        Ok(Admission::At(at))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gate>> {
@@ -119,7 +182,7 @@ mod tests {
         let gates = VaultGates::new(None);
         let start = Instant::now();
         for _ in 0..100 {
-            gates.admit("kv", start + FAR).await.unwrap();
+            gates.admit("kv", start + FAR, 0.5).await.unwrap();
         }
         assert_eq!(Instant::now(), start);
     }
@@ -129,11 +192,11 @@ mod tests {
         let gates = VaultGates::new(None);
         let start = Instant::now();
         gates.throttled("kv", Duration::from_secs(2));
-        gates.admit("other", start + FAR).await.unwrap();
+        gates.admit("other", start + FAR, 0.0).await.unwrap();
         assert_eq!(Instant::now(), start, "other vaults are not held");
-        gates.admit("kv", start + FAR).await.unwrap();
+        gates.admit("kv", start + FAR, 0.0).await.unwrap();
         assert_eq!(Instant::now(), start + Duration::from_secs(2));
-        gates.admit("kv", start + FAR).await.unwrap();
+        gates.admit("kv", start + FAR, 0.0).await.unwrap();
         assert_eq!(
             Instant::now(),
             start + Duration::from_secs(2),
@@ -142,12 +205,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn callers_leave_a_window_with_jitter() {
+        let gates = VaultGates::new(None);
+        let start = Instant::now();
+        gates.throttled("kv", Duration::from_secs(4));
+        gates.admit("kv", start + FAR, 0.5).await.unwrap();
+        // A tenth of 4 s, times 0.5.
+        assert_eq!(Instant::now(), start + Duration::from_millis(4200));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn waits_past_the_deadline_are_refused_at_once() {
         let gates = VaultGates::new(None);
         let start = Instant::now();
         gates.throttled("kv", Duration::from_secs(10));
         let busy = gates
-            .admit("kv", start + Duration::from_secs(3))
+            .admit("kv", start + Duration::from_secs(3), 0.0)
             .await
             .unwrap_err();
         assert_eq!(
@@ -166,23 +239,49 @@ mod tests {
         let start = Instant::now();
         gates.throttled("kv", Duration::from_secs(5));
         gates.throttled("kv", Duration::from_secs(1));
-        gates.admit("kv", start + FAR).await.unwrap();
+        gates.admit("kv", start + FAR, 0.0).await.unwrap();
         assert_eq!(Instant::now(), start + Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn rate_limit_spaces_requests() {
+    async fn a_429_during_a_rate_limit_wait_still_holds_the_caller() {
+        let gates = std::sync::Arc::new(VaultGates::new(Some(1.0)));
+        let start = Instant::now();
+        gates.admit("kv", start + FAR, 0.0).await.unwrap();
+        let waiting = {
+            let gates = gates.clone();
+            tokio::spawn(async move { gates.admit("kv", start + FAR, 0.0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        gates.throttled("kv", Duration::from_secs(3));
+        waiting.await.unwrap().unwrap();
+        assert!(Instant::now() >= start + Duration::from_millis(3500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_allows_a_second_of_burst_then_spaces_requests() {
         let gates = VaultGates::new(Some(10.0));
         let start = Instant::now();
-        for _ in 0..5 {
-            gates.admit("kv", start + FAR).await.unwrap();
+        for _ in 0..10 {
+            gates.admit("kv", start + FAR, 0.0).await.unwrap();
         }
-        assert_eq!(Instant::now(), start + Duration::from_millis(400));
+        assert_eq!(Instant::now(), start, "a bucket of 10");
+        for _ in 0..5 {
+            gates.admit("kv", start + FAR, 0.0).await.unwrap();
+        }
+        assert_eq!(Instant::now(), start + Duration::from_millis(500));
         let busy = gates
-            .admit("kv", start + Duration::from_millis(450))
+            .admit("kv", start + Duration::from_millis(550), 0.0)
             .await
             .unwrap_err();
         assert!(!busy.throttled, "our own rate, not Key Vault's 429");
+        assert_eq!(busy.wait, Duration::from_millis(100));
+        gates.admit("other", start + FAR, 0.0).await.unwrap();
+        assert_eq!(
+            Instant::now(),
+            start + Duration::from_millis(500),
+            "per vault"
+        );
     }
 
     #[test]

@@ -225,7 +225,8 @@ async fn concurrent_identical_mounts_make_one_token_request() {
     }
     let counters = harness.fake.counters();
     assert_eq!(counters.token_requests_total(), 1, "{counters:?}");
-    assert_eq!(counters.keyvault_requests_total(), 12);
+    // One token, so one identity: the twelve reads coalesce (tests/load.rs).
+    assert!(counters.keyvault_requests_total() < 12, "{counters:?}");
 }
 
 #[tokio::test]

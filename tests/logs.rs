@@ -462,9 +462,15 @@ async fn assert_no_canary_leaks_on_any_path(log_args: &[&str]) {
         if let Some((target, transport)) = fault {
             fake.transport_fault(target, transport, 1);
         }
+        // A reset mid-body at Entra ID or Key Vault is retried (issue 5):
+        // the mount may recover; either way nothing may leak.
+        let may_recover = matches!(
+            fault,
+            Some((Target::Aad | Target::KeyVault, Transport::ResetMidBody))
+        );
         match harness.mount_raw(request).await {
             Ok(response) => {
-                assert!(succeeds, "{what}: mounted");
+                assert!(succeeds || may_recover, "{what}: mounted");
                 assert_eq!(
                     response.files[0].contents,
                     CANARY_SECRET_VALUE.as_bytes(),

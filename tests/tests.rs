@@ -36,3 +36,5 @@ mod chaos;
 mod limits;
 // Extensions over upstream: optional objects, jmesPath, PEM → PFX, a vault per object.
 mod extensions;
+// Under load: coalescing, the value cache, throttling, retries, fail-fast.
+mod load;

@@ -5,6 +5,12 @@
 //!
 //! Error descriptions are kept (they carry the AADSTS code users search for)
 //! but bounded and flattened to one line; request bodies never appear.
+//!
+//! Requests go through the retry layer (as azidentity's pipeline retries
+//! them): 408, 429, 5xx and transport failures are tried again, at most
+//! [`TOKEN_POLICY`]'s tries and within the mount's budget; `Retry-After`
+//! is honoured for that request (Entra ID throttles per application and
+//! tenant, so there is no node-wide gate as for a vault).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -13,7 +19,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::http::{Http, SendError};
+use crate::http::{Http, Retry, RetryError, SendError};
+use crate::retry::Policy;
+
+/// Retries of a token request: four tries, like azidentity's default of
+/// three retries.
+pub(super) const TOKEN_POLICY: Policy = Policy {
+    max_attempts: 4,
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(30),
+};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -104,12 +119,15 @@ struct ErrorAnswer {
 }
 
 /// Posts the form to `url` and returns the access token. `endpoint` names
-/// the target in errors (the URL, or how the token proxy is reached).
+/// the target in errors (the URL, or how the token proxy is reached);
+/// `deadline` is the budget of the mount that asked (the request runs as
+/// its own task, outside the mount).
 pub(super) async fn request_token(
     http: &Http,
     url: &str,
     endpoint: &str,
     request: &TokenRequest,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Token, Failure> {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "client_credentials"),
@@ -125,11 +143,29 @@ pub(super) async fn request_token(
             form.push(("client_secret", secret.expose_secret()));
         }
     }
-    let builder = http
-        .request(reqwest::Method::POST, url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .form(&form);
-    let response = http.send(builder, endpoint).await.map_err(Failure::Send)?;
+    let build = || {
+        http.request(reqwest::Method::POST, url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+    };
+    let retry = Retry {
+        policy: TOKEN_POLICY,
+        gate: None,
+        deadline,
+    };
+    let response = http
+        .send_retrying(build, endpoint, retry)
+        .await
+        .map_err(|e| match e {
+            RetryError::Send(source) => Failure::Send(source),
+            // Only a vault's gate refuses waits; there is none here.
+            RetryError::Busy { .. } => Failure::Aad(AadError::Rejected {
+                status: 429,
+                error: "throttled".into(),
+                description: "Entra ID asked to wait longer than the mount's budget".into(),
+                aadsts: None,
+            }),
+        })?;
     decode(response.status.as_u16(), &response.body).map_err(Failure::Aad)
 }
 

@@ -111,7 +111,11 @@ impl TokenProxy {
     }
 
     /// Exchanges the assertion through the proxy.
-    pub(super) async fn request_token(&self, request: &TokenRequest) -> Result<Token, Cause> {
+    pub(super) async fn request_token(
+        &self,
+        request: &TokenRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Token, Cause> {
         let target = self
             .inner
             .target
@@ -131,7 +135,7 @@ impl TokenProxy {
             origin(&target.url),
             target.server_name
         );
-        aad::request_token(&client, &url, &endpoint, request)
+        aad::request_token(&client, &url, &endpoint, request, deadline)
             .await
             .map_err(|failure| match failure {
                 Failure::Aad(source) => Cause::Rejected { endpoint, source },

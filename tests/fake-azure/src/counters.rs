@@ -73,6 +73,9 @@ pub struct Counters {
     pub tls_handshakes: u64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: u64,
+    /// Responses cut off mid-body (the `reset` fault).
+    #[serde(default)]
+    pub responses_cut_off: u64,
     /// `User-Agent` values of Entra ID and Key Vault requests → count.
     #[serde(default)]
     pub user_agents: BTreeMap<String, u64>,

@@ -363,6 +363,18 @@ impl FakeAzure {
             .map_err(anyhow::Error::msg)
     }
 
+    /// Delays Key Vault requests for the object `name` (in any vault) by
+    /// `latency` on top of the target's latency (zero clears it).
+    pub fn set_object_latency(&self, name: &str, latency: Duration) {
+        self.shared.faults().set_object_latency(name, latency);
+    }
+
+    /// Cuts the next `count` responses of `target` off after the headers
+    /// and part of the body, as a reset connection would.
+    pub fn reset_responses(&self, target: Target, count: u32) {
+        self.transport_fault(target, Transport::ResetMidBody, count);
+    }
+
     /// Breaks the transport of the next `count` responses of `target`.
     pub fn transport_fault(&self, target: Target, fault: Transport, count: u32) {
         self.shared.faults().transport(target, fault, count);

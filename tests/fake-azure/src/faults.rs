@@ -165,6 +165,8 @@ pub(crate) struct Faults {
     imds: TargetFaults,
     nmi: TargetFaults,
     token_proxy: TargetFaults,
+    /// Extra Key Vault latency by object name, on top of the target's.
+    object_latency: std::collections::HashMap<String, Duration>,
 }
 
 // === impl Faults ===
@@ -186,6 +188,19 @@ impl Faults {
 
     pub(crate) fn set_latency(&mut self, target: Target, latency: Duration) {
         self.slot(target).latency = latency;
+    }
+
+    /// Delays Key Vault requests for the object `name` (zero clears it).
+    pub(crate) fn set_object_latency(&mut self, name: &str, latency: Duration) {
+        if latency.is_zero() {
+            self.object_latency.remove(name);
+        } else {
+            self.object_latency.insert(name.to_string(), latency);
+        }
+    }
+
+    pub(crate) fn object_latency(&self, name: &str) -> Duration {
+        self.object_latency.get(name).copied().unwrap_or_default()
     }
 
     pub(crate) fn throttle(&mut self, target: Target, retry_after_secs: Option<u64>, limit: Limit) {

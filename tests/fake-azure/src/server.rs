@@ -237,6 +237,9 @@ async fn azure_request(
         Route::Unknown => None,
     };
     let fault = target.and_then(|t| shared.faults().take_transport(t));
+    if fault == Some(Transport::ResetMidBody) {
+        shared.counters().responses_cut_off += 1;
+    }
     apply_transport(resp, fault).await
 }
 
@@ -361,6 +364,15 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
         let latency = shared.faults().latency(target);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+    }
+    if let Route::KeyVault { .. } = &route {
+        let (segs, _) = req.segments();
+        let extra = segs.get(1).map_or_else(Default::default, |name| {
+            shared.faults().object_latency(name)
+        });
+        if !extra.is_zero() {
+            tokio::time::sleep(extra).await;
         }
     }
     let fault = target.and_then(|t| shared.faults().take(t, Instant::now()));

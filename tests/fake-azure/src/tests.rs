@@ -368,6 +368,50 @@ async fn transport_faults_break_the_answer() {
 }
 
 #[tokio::test]
+async fn cut_off_responses_fail_mid_body_on_both_protocols() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    for http2 in [true, false] {
+        let client = proxied_client(&fake, http2);
+        let token = get_token(&client).await;
+        let url = format!(
+            "https://{BLOG_VAULT}.vault.azure.net/secrets/{BLOG_SECRET_NAME}?api-version=7.4"
+        );
+        fake.reset_responses(crate::Target::KeyVault, 1);
+        let resp = client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("the headers arrive");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.bytes().await.is_err(), "the body is cut off");
+        let resp = client.get(&url).bearer_auth(&token).send().await;
+        let (status, body) = json(resp.expect("the next request works")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(fake.counters().responses_cut_off, 2);
+}
+
+#[tokio::test]
+async fn object_latency_applies_to_that_object_only() {
+    let fake = FakeAzure::start(Seed::blog_walkthrough(ISSUER))
+        .await
+        .expect("start");
+    let client = proxied_client(&fake, true);
+    let token = get_token(&client).await;
+    fake.set_object_latency("other", Duration::from_secs(30));
+    fake.set_object_latency(BLOG_SECRET_NAME, Duration::from_millis(300));
+    let url =
+        format!("https://{BLOG_VAULT}.vault.azure.net/secrets/{BLOG_SECRET_NAME}?api-version=7.4");
+    let started = std::time::Instant::now();
+    let resp = client.get(&url).bearer_auth(&token).send().await;
+    assert_eq!(resp.expect("get").status().as_u16(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
 async fn refuses_non_loopback_and_stops_on_shutdown() {
     let any = "0.0.0.0:0".parse().expect("addr");
     assert!(FakeAzure::start_on(Seed::default(), any).await.is_err());
