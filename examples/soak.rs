@@ -102,8 +102,8 @@ async fn main() -> anyhow::Result<()> {
     let requests = |i: usize| request(Kind::of(i), &pods[i % PODS]);
 
     // Warm-up: every pod once, so the token cache holds its steady state.
-    for i in 0..PODS {
-        client.clone().mount(pods_request(&pods[i])).await?;
+    for pod in &pods {
+        client.clone().mount(pods_request(pod)).await?;
     }
     let started = Instant::now();
     let mut samples = vec![sample(pid, 0, Duration::ZERO)];

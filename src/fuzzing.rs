@@ -24,9 +24,12 @@ mod corpus;
 #[cfg(test)]
 mod properties;
 
+/// A fuzz target: any bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and of
 /// the corpus directories).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("params", params),
     ("objects", objects),
     ("pkcs12", pkcs12),
