@@ -357,6 +357,7 @@ fn header(report: &mut Report, options: &Options) {
     report.line(format!("- Date: {date}"));
     report.line(format!("- Machine: {cores} cores, {cpu}; load average {load} when the run started (the cores are shared with other work, and the fake and the driver imitation run on them too)"));
     report.line(format!("- Injected latency: Entra ID {} ms, Key Vault {} ms per request; physical limit of a cold mount = one token round trip + one Key Vault round trip = {PHYSICAL_LIMIT_MS} ms", LATENCY.as_millis(), LATENCY.as_millis()));
+    report.line("- Soak (10,000 mixed mounts, RSS and open fds over time): [soak.md](soak.md), written by `make soak`");
     report.line("");
 }
 

@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: every pod once, so the token cache holds its steady state.
     for pod in &pods {
-        client.clone().mount(pods_request(pod)).await?;
+        client.clone().mount(request(Kind::Good, pod)).await?;
     }
     let started = Instant::now();
     let mut samples = vec![sample(pid, 0, Duration::ZERO)];
@@ -247,10 +247,6 @@ fn spc(objects: &str) -> driver::SecretProviderClass {
     .expect("the example SPC parses");
     spc.parameters.insert("objects".into(), objects.into());
     spc
-}
-
-fn pods_request((pod, token): &(driver::Pod, driver::ServiceAccountToken)) -> MountRequest {
-    request(Kind::Good, &(pod.clone(), token.clone()))
 }
 
 fn request(kind: Kind, (pod, token): &(driver::Pod, driver::ServiceAccountToken)) -> MountRequest {

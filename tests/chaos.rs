@@ -53,7 +53,7 @@ enum Endpoint {
     Nmi,
 }
 
-const MOUNTS_PER_SCENARIO: usize = 3;
+const MOUNTS_PER_SCENARIO: usize = 2;
 const REQUEST_TIMEOUT: &str = "--request-timeout=1s";
 /// Longer than the per-request timeout.
 const STALL: Duration = Duration::from_secs(3);
@@ -74,7 +74,7 @@ fn scenarios() -> Vec<Scenario> {
             "Key Vault 429 storm with Retry-After",
             Wi,
             E::KeyVault,
-            |f| f.throttle(Target::KeyVault, Some(1), Limit::Count(4)),
+            |f| f.throttle(Target::KeyVault, Some(1), Limit::Count(2)),
         ),
         s(
             "Key Vault 429 storm without Retry-After",
@@ -89,7 +89,7 @@ fn scenarios() -> Vec<Scenario> {
             "Key Vault slower than the request timeout",
             Wi,
             E::KeyVault,
-            |f| f.transport_fault(Target::KeyVault, Transport::StallBody(STALL), 2),
+            |f| f.transport_fault(Target::KeyVault, Transport::StallBody(STALL), 1),
         ),
         s("Key Vault reset mid-body", Wi, E::KeyVault, |f| {
             f.transport_fault(Target::KeyVault, Transport::ResetMidBody, 2)
@@ -111,7 +111,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         // Entra ID.
         s("Entra ID 429 storm with Retry-After", Wi, E::Aad, |f| {
-            f.throttle(Target::Aad, Some(1), Limit::Count(4))
+            f.throttle(Target::Aad, Some(1), Limit::Count(2))
         }),
         s("Entra ID 429 storm without Retry-After", Wi, E::Aad, |f| {
             f.throttle(Target::Aad, None, Limit::Count(4))
@@ -123,7 +123,7 @@ fn scenarios() -> Vec<Scenario> {
             "Entra ID slower than the request timeout",
             Wi,
             E::Aad,
-            |f| f.transport_fault(Target::Aad, Transport::StallBody(STALL), 2),
+            |f| f.transport_fault(Target::Aad, Transport::StallBody(STALL), 1),
         ),
         s("Entra ID reset mid-body", Wi, E::Aad, |f| {
             f.transport_fault(Target::Aad, Transport::ResetMidBody, 2)
@@ -142,7 +142,7 @@ fn scenarios() -> Vec<Scenario> {
             f.fail_5xx(Target::Imds, 503, 3).unwrap()
         }),
         s("IMDS slower than the request timeout", Imds, E::Imds, |f| {
-            f.transport_fault(Target::Imds, Transport::StallBody(STALL), 2)
+            f.transport_fault(Target::Imds, Transport::StallBody(STALL), 1)
         }),
         s("IMDS reset mid-body", Imds, E::Imds, |f| {
             f.transport_fault(Target::Imds, Transport::ResetMidBody, 2)
@@ -158,7 +158,7 @@ fn scenarios() -> Vec<Scenario> {
             f.fail_5xx(Target::Nmi, 503, 3).unwrap()
         }),
         s("NMI slower than the request timeout", Nmi, E::Nmi, |f| {
-            f.transport_fault(Target::Nmi, Transport::StallBody(STALL), 2)
+            f.transport_fault(Target::Nmi, Transport::StallBody(STALL), 1)
         }),
         s("NMI reset mid-body", Nmi, E::Nmi, |f| {
             f.transport_fault(Target::Nmi, Transport::ResetMidBody, 2)

@@ -341,9 +341,8 @@ async fn assert_no_canary_leaks_on_any_path(log_args: &[&str]) {
 
     // (what, fault to arm first, request, whether it succeeds)
     let sp = |secret: &str| raw_request(&no_client("unused"), &pod, &[], &sp_secrets(secret));
-    // (what, transport fault, request, whether it mounts)
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(&str, Option<(Target, Transport)>, MountRequest, bool)> = vec![
+    type Case<'a> = (&'a str, Option<(Target, Transport)>, MountRequest, bool);
+    let cases: Vec<Case<'_>> = vec![
         (
             "SP, Entra ID answer cut",
             Some((Target::Aad, Transport::Malformed)),

@@ -416,15 +416,13 @@ proptest! {
         let nmi = (status == 200).then(|| {
             crate::auth::pod_identity::decode(status, body, std::time::SystemTime::now()).err().map(|e| e.to_string())
         });
-        for result in [
+        let errors = [
             crate::auth::aad::decode(status, body).err().map(|e| e.to_string()),
             crate::auth::imds::decode(status, body).err().map(|e| e.to_string()),
             nmi.flatten(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            prop_assert!(!result.contains(&canary), "{result}");
+        ];
+        for text in errors.into_iter().flatten() {
+            prop_assert!(!text.contains(&canary), "{text}");
         }
     }
 

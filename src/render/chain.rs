@@ -259,8 +259,8 @@ mod tests {
             matches!(&outcome, Outcome::Unordered(r) if r.contains("more than the 50")),
             "{outcome:?}"
         );
-        // Duplicates are no chain for the key-identifier rule either, but it
-        // is cheap, so it still ran: the same reason as for a short list.
+        // Key identifiers are compared before the bound applies: a chain
+        // they order is ordered as before.
         let certs = chain("rsa", &["root", "leaf", "int"]);
         assert_eq!(order(&certs).1, Outcome::KeyIdentifiers);
     }
