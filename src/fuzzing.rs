@@ -24,7 +24,7 @@ mod corpus;
 #[cfg(test)]
 mod properties;
 
-/// A fuzz target's entry point.
+/// A fuzz target: any bytes in, no panic out.
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and of

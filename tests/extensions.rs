@@ -9,10 +9,10 @@ use base64::Engine as _;
 use fake_azure::{
     BLOG_CLIENT_ID, BLOG_TENANT_ID, CertificateSeed, Limit, SecretSeed, Target, VaultSeed,
 };
-use tonic::Code;
 
 use crate::driver::Pod;
 use crate::util::Harness;
+use crate::util::{failure, files, ids};
 
 const VAULT: &str = "kv-blogpost-jx01";
 const OTHER_VAULT: &str = "kv-shared-jx02";
@@ -59,35 +59,6 @@ async fn mount(
             &Pod::blog(),
         )
         .await
-}
-
-fn files(response: &akv_csi_provider::proto::MountResponse) -> Vec<(String, String)> {
-    response
-        .files
-        .iter()
-        .map(|f| {
-            (
-                f.path.clone(),
-                String::from_utf8_lossy(&f.contents).into_owned(),
-            )
-        })
-        .collect()
-}
-
-fn ids(response: &akv_csi_provider::proto::MountResponse) -> Vec<(String, String)> {
-    response
-        .object_version
-        .iter()
-        .map(|v| (v.id.clone(), v.version.clone()))
-        .collect()
-}
-
-fn failure(status: &tonic::Status) -> &str {
-    assert_eq!(status.code(), Code::Unknown, "{}", status.message());
-    status
-        .message()
-        .strip_prefix("failed to mount objects, error: ")
-        .unwrap_or_else(|| panic!("upstream prefix: {}", status.message()))
 }
 
 /// `akv_optional_objects_missing_total` by object type.

@@ -362,3 +362,36 @@ fn spawn_provider(
         .spawn()
         .expect("provider binary starts")
 }
+
+/// A response's files as (path, text).
+pub fn files(response: &MountResponse) -> Vec<(String, String)> {
+    response
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                String::from_utf8_lossy(&f.contents).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A response's object versions as (id, version).
+pub fn ids(response: &MountResponse) -> Vec<(String, String)> {
+    response
+        .object_version
+        .iter()
+        .map(|v| (v.id.clone(), v.version.clone()))
+        .collect()
+}
+
+/// The cause of a failed mount after upstream's prefix; the status must be
+/// `Unknown`, as upstream's.
+pub fn failure(status: &tonic::Status) -> &str {
+    assert_eq!(status.code(), tonic::Code::Unknown, "{}", status.message());
+    status
+        .message()
+        .strip_prefix("failed to mount objects, error: ")
+        .unwrap_or_else(|| panic!("upstream prefix: {}", status.message()))
+}
