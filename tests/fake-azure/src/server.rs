@@ -57,22 +57,40 @@ pub(crate) async fn run(
         tls: TlsAcceptor::from(tls),
         shutdown,
     });
-    let mut stop = ctx.shutdown.clone();
+    let stop = ctx.shutdown.clone();
+    accept_until_shutdown(listener, stop, "fake-azure listener", |stream| {
+        serve_plain(ctx.clone(), stream)
+    })
+    .await;
+}
+
+/// Accepts connections until shutdown is signalled, serving each in its
+/// own task; `what` names the listener in logs. Shared by every listener
+/// of the fake.
+pub(crate) async fn accept_until_shutdown<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    what: &str,
+    serve: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    tokio::spawn(serve_plain(ctx.clone(), stream));
+                    tokio::spawn(serve(stream));
                 }
                 Err(error) => {
-                    warn!(%error, "accept failed");
+                    warn!(%error, "{what}: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
         }
     }
-    debug!("fake-azure listener closed");
+    debug!("{what} closed");
 }
 
 /// Resolves once shutdown is signalled (or the handle is gone).

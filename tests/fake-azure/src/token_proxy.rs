@@ -32,7 +32,7 @@ use crate::aad::{self, Via};
 use crate::counters::grant;
 use crate::fake::Shared;
 use crate::faults::Target;
-use crate::server::{delay_and_fault, stopped};
+use crate::server::{accept_until_shutdown, delay_and_fault, stopped};
 use crate::wire::{self, Req, Resp};
 
 /// The fake cluster's id, as it appears in the API server's certificate.
@@ -99,22 +99,11 @@ pub(crate) async fn run(
         tls: TlsAcceptor::from(tls),
         shutdown,
     });
-    let mut stop = ctx.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    tokio::spawn(serve(ctx.clone(), stream));
-                }
-                Err(error) => {
-                    warn!(%error, "token proxy accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    debug!("fake token proxy closed");
+    let stop = ctx.shutdown.clone();
+    accept_until_shutdown(listener, stop, "fake token proxy", |stream| {
+        serve(ctx.clone(), stream)
+    })
+    .await;
 }
 
 async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
