@@ -10,13 +10,14 @@
 //! validation) → `mount` (plan, fetch through `auth` and `keyvault`) →
 //! `render` (pure conversion to files) → `server` (response).
 
+pub use akv_core::{cloud, object, params, render, retry, spc};
+
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authority;
 pub mod budget;
 pub mod cli;
-pub mod cloud;
 pub mod coalesce;
 pub mod config;
 pub mod dryrun;
@@ -27,14 +28,9 @@ pub mod http;
 pub mod keyvault;
 pub mod metrics;
 pub mod mount;
-pub mod object;
-pub mod params;
 pub mod proto;
 pub mod reads;
-pub mod render;
-pub mod retry;
 pub mod server;
 pub mod socket;
-pub mod spc;
 pub mod throttle;
 pub mod trace;

@@ -10,7 +10,7 @@
 //! for `/metrics` is in `admin`.
 
 mod grpc;
-mod labels;
+use akv_core::labels;
 
 use std::borrow::Cow;
 use std::sync::Arc;

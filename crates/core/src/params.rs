@@ -816,7 +816,7 @@ fn parse_go_bool(s: &str) -> Result<bool, ParseBoolError> {
 /// Go's `strconv.Quote` (and `%q`), for upstream error texts. Go's notion
 /// of a printable rune is approximated: control, non-ASCII space and
 /// common format/private-use characters are escaped.
-pub(crate) fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -8,7 +8,7 @@ pub fn bytes(path: &str) -> &'static [u8] {
             match path {
                 $($name => include_bytes!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/tests/data/pki/",
+                    "/../../tests/data/pki/",
                     $name
                 )),)*
                 other => panic!("no fixture {other}"),

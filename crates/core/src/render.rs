@@ -12,16 +12,16 @@
 //! (PFX writing), `private_key` (PKCS#8 as upstream writes it), `chain`
 //! (leaf → root), `jmes_path` (JSON extraction).
 
-pub(crate) mod chain;
+pub mod chain;
 mod der;
 #[cfg(test)]
 mod fixtures;
 mod jmes_path;
-pub(crate) mod jwk;
-pub(crate) mod pem;
+pub mod jwk;
+pub mod pem;
 mod pfx;
-pub(crate) mod pkcs12;
-pub(crate) mod private_key;
+pub mod pkcs12;
+pub mod private_key;
 
 pub use jmes_path::JmesPathError;
 pub use jwk::{Jwk, KeyError};

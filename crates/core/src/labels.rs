@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
 use crate::object::ObjectType;
-use crate::params::Identity;
 
 /// Longest error code kept; longer ones become [`ErrorCode::OTHER`].
 const MAX_CODE_LEN: usize = 48;
@@ -153,16 +152,6 @@ pub enum TokenMode {
 // === impl TokenMode ===
 
 impl TokenMode {
-    pub fn of(identity: &Identity) -> Self {
-        match identity {
-            Identity::WorkloadIdentity { .. } => Self::WorkloadIdentity,
-            Identity::ServicePrincipal { .. } => Self::ServicePrincipal,
-            Identity::VmManagedIdentity { .. } => Self::VmManagedIdentity,
-            Identity::PodIdentity => Self::PodIdentity,
-            Identity::TokenProxy { .. } => Self::TokenProxy,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WorkloadIdentity => "workload_identity",
