@@ -56,8 +56,8 @@ pub enum AppError {
 pub fn provider(config: &Config, metrics: &Metrics) -> Result<Provider, AppError> {
     let http = Http::new(&config.http)?.with_metrics(metrics.clone());
     let auth = Authenticator::new(http.clone(), &config.http, config.auth.clone())?;
-    let keyvault = KeyVault::new(http, config.mount.keyvault_qps);
-    let reads = Reads::new(keyvault, config.mount.cache_ttl);
+    let keyvault = KeyVault::new(http, &config.keyvault);
+    let reads = Reads::new(keyvault, &config.reads);
     let mounter = Mounter::new(auth, reads, config.mount.clone()).with_metrics(metrics.clone());
     Ok(Provider::new(mounter, config.parse.clone()))
 }

@@ -13,30 +13,38 @@
 //! and the SHA-256 of the exact credential presented. Errors name the mode,
 //! the identity (tenant, client id, pod) and the endpoint; they never carry
 //! a token, an assertion or a client secret.
+//!
+//! The mount's [`Context`] comes in explicitly; the request itself runs with
+//! a detached copy (its deadline, not its registry), while the mount names
+//! the endpoint as long as it waits. Each mode's cache key and request are
+//! planned in `auth/plan.rs`. This module must not log or return secrets.
 
-pub(crate) mod aad;
+pub mod aad;
 mod cache;
-pub(crate) mod imds;
-pub(crate) mod pod_identity;
+pub mod imds;
+mod plan;
+pub mod pod_identity;
 mod token_proxy;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 
+use crate::budget::Context;
 use crate::cloud::Cloud;
 use crate::http::{BuildError, Http, HttpConfig, SendError};
 use crate::metrics::TokenMode;
-use crate::params::{Identity, PodInfo, ServiceAccountToken};
+use crate::params::{Identity, PodInfo};
 
+pub use crate::token::AccessToken;
 pub use aad::AadError;
 pub use cache::{CacheSnapshot, DEFAULT_CAPACITY, REFRESH_MARGIN};
 pub use pod_identity::NmiError;
 pub use token_proxy::{TokenProxyConfig, server_name_for as identity_binding_server_name};
 
-use cache::{CacheKey, Fetched, Lookup, TokenCache};
+use cache::{Fetched, Lookup, TokenCache};
+use plan::{Plan, Request};
 
 /// Where each mode's tokens come from; built once at start-up.
 #[derive(Clone, Debug)]
@@ -73,20 +81,6 @@ pub enum Mode {
     VmManagedIdentity,
     PodIdentity,
     IdentityBinding,
-}
-
-/// A bearer token for Key Vault. `Debug` never shows the token; clones
-/// share it.
-#[derive(Clone)]
-pub struct AccessToken {
-    secret: Arc<SecretString>,
-    /// Tenant the token was issued in (as configured for the mount).
-    pub tenant_id: String,
-    /// Client id of the identity the token represents (from the answer for
-    /// IMDS and NMI).
-    pub client_id: String,
-    /// The cache entry holding this token, if any (see [`Authenticator::forget`]).
-    cache_key: Option<Arc<CacheKey>>,
 }
 
 /// Why no token could be obtained: the identity, then the cause (which
@@ -132,28 +126,6 @@ pub struct Authenticator {
     cache: TokenCache,
 }
 
-/// What one mount's identity turns into.
-struct Plan {
-    key: CacheKey,
-    identity: String,
-    /// Named in a mount-budget error while the request is awaited.
-    endpoint: String,
-    /// The service-account token's `exp`, which caps the cache entry.
-    not_after: Option<SystemTime>,
-    request: Request,
-}
-
-/// The request of one mode, owned (it runs as its own task).
-enum Request {
-    Aad {
-        url: String,
-        request: aad::TokenRequest,
-    },
-    Imds(imds::ImdsRequest),
-    Nmi(pod_identity::NmiRequest),
-    TokenProxy(aad::TokenRequest),
-}
-
 // === impl Mode ===
 
 impl Mode {
@@ -186,38 +158,6 @@ impl std::fmt::Display for Mode {
             Self::PodIdentity => "pod identity",
             Self::IdentityBinding => "identity binding",
         })
-    }
-}
-
-// === impl AccessToken ===
-
-impl AccessToken {
-    pub(crate) fn new(secret: SecretString, tenant_id: &str, client_id: &str) -> Self {
-        Self {
-            secret: Arc::new(secret),
-            tenant_id: tenant_id.to_owned(),
-            client_id: client_id.to_owned(),
-            cache_key: None,
-        }
-    }
-
-    /// True when both share one token value (same fetch).
-    fn same_as(&self, other: &AccessToken) -> bool {
-        Arc::ptr_eq(&self.secret, &other.secret)
-    }
-
-    /// The bearer value, for the `Authorization` header only.
-    pub fn bearer(&self) -> &str {
-        self.secret.expose_secret()
-    }
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
     }
 }
 
@@ -273,6 +213,7 @@ impl Authenticator {
     /// the same identity presented the same credential before.
     pub async fn token(
         &self,
+        cx: &Context,
         identity: &Identity,
         tenant_id: &str,
         cloud: &Cloud,
@@ -284,10 +225,10 @@ impl Authenticator {
         let tenant = tenant_id.to_owned();
         let request = plan.request;
         // The request runs as its own task: hand it this mount's deadline.
-        let deadline = crate::budget::deadline();
+        let detached = cx.detached();
         let fetch = async move {
             let started = std::time::Instant::now();
-            let result = this.fetch(request, &tenant, deadline).await;
+            let result = this.fetch(&detached, request, &tenant).await;
             tracing::debug!(
                 %mode,
                 identity = %label,
@@ -308,7 +249,7 @@ impl Authenticator {
         };
         let (result, lookup) = self
             .cache
-            .lookup_or_fetch(plan.key, plan.not_after, &plan.endpoint, fetch)
+            .lookup_or_fetch(cx, plan.key, plan.not_after, &plan.endpoint, fetch)
             .await;
         // A coalesced wait is not a hit: it waits for a request.
         self.http
@@ -320,9 +261,7 @@ impl Authenticator {
     /// Drops `token` from the cache (if it is still the cached one), so the
     /// next mount asks again: Key Vault rejected it (401) before its expiry.
     pub fn forget(&self, token: &AccessToken) {
-        if let Some(key) = &token.cache_key {
-            self.cache.forget(key, token);
-        }
+        self.cache.forget(token);
     }
 
     /// The token cache's counts (hits, misses, coalesced waits, entries).
@@ -332,153 +271,26 @@ impl Authenticator {
 
     /// Turns an identity into a cache key and the request to make on a miss.
     fn plan(&self, identity: &Identity, tenant_id: &str, cloud: &Cloud, pod: &PodInfo) -> Plan {
-        let scope = cloud.keyvault_scope();
-        let authority = cloud.authority_host().to_owned();
-        let aad_plan = |mode: Mode, client_id: &str, credential: aad::Credential| {
-            let secret = match &credential {
-                aad::Credential::Assertion(s) | aad::Credential::Secret(s) => s.expose_secret(),
-            };
-            let key = CacheKey {
-                mode,
-                authority: authority.clone(),
-                tenant_id: tenant_id.to_owned(),
-                identity: client_id.to_owned(),
-                resource: scope.clone(),
-                credential: Some(CacheKey::digest(secret)),
-            };
-            let request = aad::TokenRequest {
-                tenant_id: tenant_id.to_owned(),
-                client_id: client_id.to_owned(),
-                scope: scope.clone(),
-                credential,
-            };
-            (key, request)
+        let target = plan::Target {
+            tenant_id,
+            cloud,
+            imds: &self.config.imds_endpoint,
+            nmi: &self.config.nmi_endpoint,
+            token_proxy: self.token_proxy.url(),
         };
-        let described = |mode: Mode, client_id: &str| {
-            format!("{mode} (tenant {tenant_id}, client id {client_id})")
-        };
-        match identity {
-            Identity::WorkloadIdentity { client_id, token } => {
-                let mode = Mode::WorkloadIdentity;
-                let (key, request) = aad_plan(
-                    mode,
-                    client_id,
-                    aad::Credential::Assertion(token.token.clone()),
-                );
-                let url = aad::endpoint(&authority, tenant_id);
-                Plan {
-                    key,
-                    identity: described(mode, client_id),
-                    endpoint: url.clone(),
-                    not_after: assertion_expiry(token),
-                    request: Request::Aad { url, request },
-                }
-            }
-            Identity::ServicePrincipal {
-                client_id,
-                client_secret,
-            } => {
-                let mode = Mode::ServicePrincipal;
-                let (key, request) = aad_plan(
-                    mode,
-                    client_id,
-                    aad::Credential::Secret(client_secret.clone()),
-                );
-                let url = aad::endpoint(&authority, tenant_id);
-                Plan {
-                    key,
-                    identity: described(mode, client_id),
-                    endpoint: url.clone(),
-                    not_after: None,
-                    request: Request::Aad { url, request },
-                }
-            }
-            Identity::TokenProxy { client_id, token } => {
-                let mode = Mode::IdentityBinding;
-                let (mut key, request) = aad_plan(
-                    mode,
-                    client_id,
-                    aad::Credential::Assertion(token.token.clone()),
-                );
-                key.authority = self.token_proxy.url().to_owned();
-                Plan {
-                    key,
-                    identity: described(mode, client_id),
-                    endpoint: format!("the token proxy {}", self.token_proxy.url()),
-                    not_after: assertion_expiry(token),
-                    request: Request::TokenProxy(request),
-                }
-            }
-            Identity::VmManagedIdentity {
-                user_assigned_identity_id,
-            } => {
-                let request = imds::ImdsRequest {
-                    base: self.config.imds_endpoint.clone(),
-                    resource: cloud.keyvault_resource().to_owned(),
-                    client_id: user_assigned_identity_id.clone(),
-                };
-                let identity = match user_assigned_identity_id.as_str() {
-                    "" => format!("{} (system-assigned)", Mode::VmManagedIdentity),
-                    id => format!("{} (user-assigned client id {id})", Mode::VmManagedIdentity),
-                };
-                Plan {
-                    key: CacheKey {
-                        mode: Mode::VmManagedIdentity,
-                        authority: request.base.clone(),
-                        tenant_id: String::new(),
-                        identity: user_assigned_identity_id.clone(),
-                        resource: request.resource.clone(),
-                        credential: None,
-                    },
-                    identity,
-                    endpoint: request.endpoint(),
-                    not_after: None,
-                    request: Request::Imds(request),
-                }
-            }
-            Identity::PodIdentity => {
-                let request = pod_identity::NmiRequest {
-                    base: self.config.nmi_endpoint.clone(),
-                    resource: cloud.keyvault_resource().to_owned(),
-                    pod_name: pod.name.clone(),
-                    pod_namespace: pod.namespace.clone(),
-                };
-                // NMI decides the identity per pod; a recreated pod (new
-                // uid) may be bound to another one.
-                let pod_key = format!(
-                    "{}/{}/{}",
-                    pod.namespace,
-                    pod.name,
-                    pod.uid.as_deref().unwrap_or("")
-                );
-                Plan {
-                    key: CacheKey {
-                        mode: Mode::PodIdentity,
-                        authority: request.base.clone(),
-                        tenant_id: String::new(),
-                        identity: pod_key,
-                        resource: request.resource.clone(),
-                        credential: None,
-                    },
-                    identity: format!("{} (pod {}/{})", Mode::PodIdentity, pod.namespace, pod.name),
-                    endpoint: request.endpoint(),
-                    not_after: None,
-                    request: Request::Nmi(request),
-                }
-            }
-        }
+        plan::plan(&target, identity, pod)
     }
 
     /// Makes the request of one mode.
     async fn fetch(
         &self,
+        cx: &Context,
         request: Request,
         tenant_id: &str,
-        deadline: Option<tokio::time::Instant>,
     ) -> Result<Fetched, Cause> {
         let (token, lifetime) = match request {
             Request::Aad { url, request } => {
-                let token = aad::request_token(&self.http, &url, &url, &request, deadline)
+                let token = aad::request_token(cx, &self.http, &url, &url, &request)
                     .await
                     .map_err(|failure| match failure {
                         aad::Failure::Aad(source) => Cause::Rejected {
@@ -491,12 +303,12 @@ impl Authenticator {
                 (access, token.expires_in)
             }
             Request::TokenProxy(request) => {
-                let token = self.token_proxy.request_token(&request, deadline).await?;
+                let token = self.token_proxy.request_token(cx, &request).await?;
                 let access = AccessToken::new(token.secret, tenant_id, &request.client_id);
                 (access, token.expires_in)
             }
-            Request::Imds(request) => request.fetch(&self.local, tenant_id).await?,
-            Request::Nmi(request) => request.fetch(&self.local, tenant_id).await?,
+            Request::Imds(request) => request.fetch(cx, &self.local, tenant_id).await?,
+            Request::Nmi(request) => request.fetch(cx, &self.local, tenant_id).await?,
         };
         Ok(Fetched { token, lifetime })
     }
@@ -510,15 +322,8 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-/// The `exp` claim of a service-account token (a JWT), read without
-/// verifying anything: it only shortens how long a token obtained with the
-/// assertion is cached. When it cannot be read, the epoch: the Key Vault
-/// token is then used for this mount and not cached.
-fn assertion_expiry(token: &ServiceAccountToken) -> Option<SystemTime> {
-    Some(jwt_expiry(token.token.expose_secret()).unwrap_or(SystemTime::UNIX_EPOCH))
-}
-
-pub(crate) fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+/// The `exp` claim of a JWT, read without verifying anything.
+pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     use base64::Engine as _;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -1,17 +1,11 @@
-//! The overall time budget of one mount, and what the mount was waiting for
-//! when it ran out.
+//! The overall time budget of one mount, and the [`Context`] that carries it
+//! down the call chain: the deadline, and the registry of endpoints in
+//! flight that the budget-exceeded error names.
 //!
-//! Per-request limits live in `http`; this layer bounds the whole mount so
-//! that our error, naming the endpoint that was being waited on, reaches
-//! the driver before its own deadline does (upstream users only ever see
-//! `context deadline exceeded`). The budget is `--mount-timeout`, shortened
-//! to fit inside the driver's gRPC deadline (`grpc-timeout`) when it sends
-//! one, less a small margin so our answer is not cut off in flight.
-//!
-//! [`Budget::run`] is applied once, by `server`; HTTP requests register
-//! themselves with [`waiting_on`] (a task-local set, so concurrent fetches
-//! of one mount are all named), and the retry layer reads [`deadline`] to
-//! decide whether another try still fits; nothing else needs to know.
+//! `server` creates the context ([`Budget::run`]) and passes it explicitly
+//! through `mount`, `auth`, `reads`, `keyvault` and `http`; nothing reads a
+//! task-local or falls back to a default deadline. This module must not know
+//! what is being fetched, nor per-request timeouts (that is `http`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +17,6 @@ use tokio::time::Instant;
 
 /// The most of a gRPC deadline kept back for sending our answer.
 const MAX_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
-
-tokio::task_local! {
-    static WAITING: Arc<Waiting>;
-}
 
 /// Where a mount's time limit comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +48,19 @@ pub struct BudgetExceeded {
     pub waiting_on: Vec<String>,
 }
 
-/// Endpoints a mount is waiting for right now, and when its time is up.
-#[derive(Debug)]
-struct Waiting {
+/// What a mount's work needs to know about its budget: when time is up,
+/// and where to note the endpoints it waits for. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Context {
     deadline: Instant,
+    /// `None`: work that is not the mount's own (a shared request running
+    /// as its own task, start-up, unit tests); nothing is recorded.
+    waiting: Option<Arc<Waiting>>,
+}
+
+/// Endpoints a mount is waiting for right now.
+#[derive(Debug, Default)]
+struct Waiting {
     next: AtomicU64,
     endpoints: Mutex<Vec<(u64, String)>>,
 }
@@ -100,20 +99,23 @@ impl Budget {
         }
     }
 
-    /// Runs `work` within the budget; on expiry `work` is dropped (which
-    /// cancels every request it has in flight).
-    pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, BudgetExceeded> {
+    /// Runs the work `start` makes with this budget's [`Context`]; on expiry
+    /// the work is dropped (which cancels every request it has in flight).
+    pub async fn run<F, W>(&self, start: W) -> Result<F::Output, BudgetExceeded>
+    where
+        W: FnOnce(Context) -> F,
+        F: Future,
+    {
         let deadline = Instant::now() + self.limit;
-        let waiting = Arc::new(Waiting {
+        let waiting = Arc::new(Waiting::default());
+        let work = start(Context {
             deadline,
-            next: AtomicU64::new(0),
-            endpoints: Mutex::default(),
+            waiting: Some(waiting.clone()),
         });
-        let scoped = WAITING.scope(waiting.clone(), work);
-        tokio::pin!(scoped);
+        tokio::pin!(work);
         tokio::select! {
             biased;
-            output = &mut scoped => Ok(output),
+            output = &mut work => Ok(output),
             // `work` is still alive here, so its requests are still listed.
             () = tokio::time::sleep_until(deadline) => Err(BudgetExceeded {
                 limit: self.limit,
@@ -141,25 +143,41 @@ fn waiting_text(endpoints: &[String]) -> String {
     }
 }
 
-/// Registers `endpoint` as awaited by the current mount until the guard is
-/// dropped. Outside a budget (unit tests, start-up) it does nothing.
-pub fn waiting_on(endpoint: &str) -> Option<WaitGuard> {
-    WAITING
-        .try_with(|waiting| {
-            let id = waiting.next.fetch_add(1, Ordering::Relaxed);
-            waiting.lock().push((id, endpoint.to_owned()));
-            WaitGuard {
-                waiting: waiting.clone(),
-                id,
-            }
-        })
-        .ok()
-}
+// === impl Context ===
 
-/// When the current mount's budget runs out; `None` outside a budget
-/// (start-up, unit tests, tasks spawned off a mount).
-pub fn deadline() -> Option<Instant> {
-    WAITING.try_with(|waiting| waiting.deadline).ok()
+impl Context {
+    /// A deadline that belongs to no mount: nothing is recorded (start-up
+    /// work, unit tests). Every context-less call says so by using this.
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            waiting: None,
+        }
+    }
+
+    /// When the mount's time is up.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The same deadline for work that runs as its own task and may
+    /// outlive the mount (a shared token request): what it waits for is
+    /// not this mount's to name; the mount names it while it awaits it.
+    pub fn detached(&self) -> Self {
+        Self::until(self.deadline)
+    }
+
+    /// Registers `endpoint` as awaited by the mount until the guard is
+    /// dropped; `None` for a context that records nothing.
+    pub fn waiting_on(&self, endpoint: &str) -> Option<WaitGuard> {
+        let waiting = self.waiting.as_ref()?;
+        let id = waiting.next.fetch_add(1, Ordering::Relaxed);
+        waiting.lock().push((id, endpoint.to_owned()));
+        Some(WaitGuard {
+            waiting: waiting.clone(),
+            id,
+        })
+    }
 }
 
 /// The driver's deadline from a `grpc-timeout` header value (`100m`,
@@ -267,12 +285,14 @@ mod tests {
     async fn expiry_names_what_is_in_flight() {
         let budget = Budget::new(Duration::from_secs(5), None);
         let err = budget
-            .run(async {
-                let _done = waiting_on("https://done.example/token");
+            .run(|cx| async move {
+                let _done = cx.waiting_on("https://done.example/token");
                 drop(_done);
-                let _a = waiting_on("https://login.example/t/oauth2/v2.0/token");
-                let _b = waiting_on("https://kv.vault.example/secrets/a");
-                let _c = waiting_on("https://kv.vault.example/secrets/a");
+                let _a = cx.waiting_on("https://login.example/t/oauth2/v2.0/token");
+                let _b = cx.waiting_on("https://kv.vault.example/secrets/a");
+                let _c = cx.waiting_on("https://kv.vault.example/secrets/a");
+                // A detached request is not the mount's to name.
+                let _d = cx.detached().waiting_on("https://elsewhere.example/");
                 std::future::pending::<()>().await;
             })
             .await
@@ -295,19 +315,21 @@ mod tests {
     async fn finishing_in_time_returns_the_output() {
         let budget = Budget::new(Duration::from_secs(5), Some(Duration::from_secs(1)));
         assert_eq!(budget.origin, Origin::GrpcDeadline);
-        assert_eq!(budget.run(async { 7 }).await, Ok(7));
+        assert_eq!(budget.run(|_| async { 7 }).await, Ok(7));
         let start = Instant::now();
         assert_eq!(
-            budget.run(async { deadline() }).await,
-            Ok(Some(start + Duration::from_millis(900)))
+            budget.run(|cx| async move { cx.deadline() }).await,
+            Ok(start + Duration::from_millis(900))
         );
-        assert_eq!(deadline(), None);
-        let err = budget.run(std::future::pending::<()>()).await.unwrap_err();
+        let err = budget
+            .run(|_| std::future::pending::<()>())
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
                 .ends_with("(the driver's gRPC deadline, less a margin to answer in time); no request was in flight"),
             "{err}"
         );
-        assert!(waiting_on("outside").is_none());
+        assert!(Context::until(start).waiting_on("outside").is_none());
     }
 }

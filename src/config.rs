@@ -16,8 +16,10 @@ use crate::auth::{self, AuthConfig, TokenProxyConfig};
 use crate::cli::Args;
 use crate::cloud::{Cloud, CloudError};
 use crate::http::{ExtraRoots, HttpConfig};
+use crate::keyvault::KeyVaultConfig;
 use crate::mount::MountOptions;
 use crate::params::ParseOptions;
+use crate::reads::{self, ReadsConfig};
 use crate::render::RenderOptions;
 use crate::socket::{Endpoint, SocketError};
 
@@ -27,6 +29,8 @@ pub struct Config {
     pub endpoint: Endpoint,
     pub http: HttpConfig,
     pub auth: AuthConfig,
+    pub keyvault: KeyVaultConfig,
+    pub reads: ReadsConfig,
     pub mount: MountOptions,
     pub parse: ParseOptions,
     pub log_json: bool,
@@ -110,10 +114,16 @@ impl Config {
                 },
                 cache_capacity: auth::DEFAULT_CAPACITY,
             },
+            keyvault: KeyVaultConfig {
+                qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),
+            },
+            reads: ReadsConfig {
+                cache_ttl: Some(args.cache_ttl).filter(|ttl| !ttl.is_zero()),
+                cache_max_entries: reads::CACHE_MAX_ENTRIES,
+                cache_max_bytes: reads::CACHE_MAX_BYTES,
+            },
             mount: MountOptions {
                 max_concurrent_fetches: args.max_concurrent_fetches,
-                cache_ttl: Some(args.cache_ttl).filter(|ttl| !ttl.is_zero()),
-                keyvault_qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),
                 mount_timeout: args.mount_timeout,
                 max_response_bytes: args.max_call_send_msg_size,
                 render: RenderOptions {
@@ -216,17 +226,17 @@ mod tests {
     fn load_flags_are_off_by_default_and_validated() {
         let config = Config::build(&args(&[]), |_| None).unwrap();
         assert_eq!(config.mount.max_concurrent_fetches, 32);
-        assert_eq!(config.mount.cache_ttl, None);
-        assert_eq!(config.mount.keyvault_qps, None);
+        assert_eq!(config.reads.cache_ttl, None);
+        assert_eq!(config.keyvault.qps, None);
         let config = Config::build(
             &args(&["--cache-ttl=30s", "--keyvault-qps=2.5", "--keyvault-qps=0"]),
             |_| None,
         )
         .unwrap();
-        assert_eq!(config.mount.cache_ttl, Some(Duration::from_secs(30)));
-        assert_eq!(config.mount.keyvault_qps, None, "the last repeat wins: 0");
+        assert_eq!(config.reads.cache_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(config.keyvault.qps, None, "the last repeat wins: 0");
         let config = Config::build(&args(&["--keyvault-qps", "2.5"]), |_| None).unwrap();
-        assert_eq!(config.mount.keyvault_qps, Some(2.5));
+        assert_eq!(config.keyvault.qps, Some(2.5));
         for bad in [["--keyvault-qps", "-1"], ["--keyvault-qps", "inf"]] {
             let err = Config::build(&args(&bad), |_| None)
                 .unwrap_err()

@@ -6,12 +6,17 @@
 //! in every error. It does not decide what a response means (that is `auth`
 //! and `keyvault`) and never sees request bodies in its errors. Retries are
 //! the layer in `http/retrying.rs`, used by Key Vault and Entra ID requests.
+//!
+//! Callers name what they call with an [`Endpoint`] (service + URL) and
+//! pass the mount's [`Context`]; this module never guesses the service from
+//! the URL and never imports `mount`.
 
 use std::time::{Duration, Instant};
 
 use reqwest::{Certificate, Client, Method, RequestBuilder, StatusCode, header};
 use thiserror::Error;
 
+use crate::budget::Context;
 use crate::metrics::{Metrics, Service};
 
 mod retrying;
@@ -28,6 +33,15 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The largest response body read from any Azure endpoint. Key Vault secrets
 /// are at most 25 KiB; version listings page at 25 items.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// What a request calls: the service (for metrics) and the URL that names
+/// it in errors and in a budget error (scheme, host, path; no query values
+/// that could be sensitive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint<'a> {
+    pub service: Service,
+    pub url: &'a str,
+}
 
 /// Settings for the shared client, read once at start-up.
 #[derive(Clone, Debug)]
@@ -170,15 +184,17 @@ impl Http {
     }
 
     /// Sends a request under the per-request limit and reads the bounded
-    /// body. `endpoint` names the target in errors (scheme, host, path; no
-    /// query values that could be sensitive).
+    /// body; `endpoint` names the target in errors and, while the request is
+    /// in flight, in the mount's budget error.
     pub async fn send(
         &self,
+        cx: &Context,
         request: RequestBuilder,
-        endpoint: &str,
+        target: Endpoint<'_>,
     ) -> Result<Response, SendError> {
+        let endpoint = target.url;
         // Names this endpoint if the mount's overall budget runs out now.
-        let _waiting = crate::budget::waiting_on(endpoint);
+        let _waiting = cx.waiting_on(endpoint);
         let limit = self.request_timeout;
         let started = Instant::now();
         let exchange = async {
@@ -195,15 +211,21 @@ impl Http {
                 limit,
             }),
         };
-        self.observe(endpoint, &result, started.elapsed());
+        self.observe(target, &result, started.elapsed());
         result
     }
 
     /// Counts one exchange and logs it at debug level (endpoint without
     /// query, status, duration; never headers or bodies).
-    fn observe(&self, endpoint: &str, result: &Result<Response, SendError>, elapsed: Duration) {
+    fn observe(
+        &self,
+        target: Endpoint<'_>,
+        result: &Result<Response, SendError>,
+        elapsed: Duration,
+    ) {
+        let endpoint = target.url;
         let status = result.as_ref().ok().map(|r| r.status.as_u16());
-        self.metrics.http_request(Service::of(endpoint), status);
+        self.metrics.http_request(target.service, status);
         let duration_ms = elapsed.as_millis() as u64;
         match result {
             Ok(response) => tracing::debug!(

@@ -18,7 +18,6 @@ pub mod auth;
 pub mod authority;
 pub mod budget;
 pub mod cli;
-pub mod coalesce;
 pub mod config;
 pub mod dryrun;
 #[cfg(any(test, fuzzing))]
@@ -31,6 +30,8 @@ pub mod mount;
 pub mod proto;
 pub mod reads;
 pub mod server;
+pub mod shared;
 pub mod socket;
 pub mod throttle;
+pub mod token;
 pub mod trace;

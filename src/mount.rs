@@ -14,7 +14,9 @@
 //!
 //! HTTP details live in `auth` and `keyvault`, sharing reads between mounts
 //! in `reads`, format conversions in `render`; this module only orders the
-//! steps and attaches context.
+//! steps and attaches context. The mount's budget [`Context`] (made by
+//! `server`) is passed down to every request; nothing below imports this
+//! module.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt as _, StreamExt as _};
 use thiserror::Error;
 
-use crate::auth::{AccessToken, AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator};
+use crate::budget::Context;
 use crate::cloud::{Cloud, CloudError, VaultNameError};
 use crate::keyvault::{Collection, KeyVaultError, VaultRef};
 use crate::metrics::Metrics;
@@ -31,6 +34,7 @@ use crate::object::{KeyVaultObject, ObjectType, VersionEntry};
 use crate::params::{CloudSpec, MountParams};
 use crate::reads::{Read, Reads, What};
 use crate::render::{self, Fetched, File, Jwk, ObjectVersion, RenderError, RenderOptions, Slot};
+use crate::token::AccessToken;
 
 /// The version reported for an optional object that does not exist: never
 /// a Key Vault version id (32 hex digits), so the driver sees a change once
@@ -42,11 +46,6 @@ pub const MISSING_VERSION: &str = "not-found";
 pub struct MountOptions {
     /// Objects fetched at the same time within one mount.
     pub max_concurrent_fetches: usize,
-    /// `--cache-ttl`: how long Key Vault answers are kept (`None`: not at
-    /// all). Used when the shared reads are built (`app`).
-    pub cache_ttl: Option<Duration>,
-    /// `--keyvault-qps`: requests per second per vault (`None`: no limit).
-    pub keyvault_qps: Option<f64>,
     /// The whole mount's time limit (`--mount-timeout`), shortened to the
     /// driver's deadline when it sends one (see `budget`).
     pub mount_timeout: std::time::Duration,
@@ -60,27 +59,6 @@ pub struct MountOptions {
 /// The driver's default `--max-call-recv-msg-size` (4 MiB): a larger
 /// response is refused by its gRPC client.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
-
-/// `--mount-timeout` default: below kubelet's 2-minute limit on a volume
-/// mount, so our error (naming the endpoint) reaches the pod's events.
-pub const DEFAULT_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100);
-
-/// `--max-concurrent-fetches` default (see docs/benchmarks.md): enough for
-/// the 20-object mount of the benchmark to need one Key Vault round trip.
-pub const DEFAULT_MAX_CONCURRENT_FETCHES: usize = 32;
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        Self {
-            max_concurrent_fetches: DEFAULT_MAX_CONCURRENT_FETCHES,
-            cache_ttl: None,
-            keyvault_qps: None,
-            mount_timeout: DEFAULT_MOUNT_TIMEOUT,
-            render: RenderOptions::default(),
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-        }
-    }
-}
 
 /// What a successful mount returns: files and their versions, in order.
 #[derive(Debug, Default)]
@@ -196,7 +174,7 @@ impl Mounter {
     }
 
     /// Fetches and renders every object of a parsed, validated request.
-    pub async fn run(&self, params: &MountParams) -> Result<MountOutput, MountError> {
+    pub async fn run(&self, cx: &Context, params: &MountParams) -> Result<MountOutput, MountError> {
         let _in_flight = self.metrics.mount_started(params.objects.len());
         if params.objects.is_empty() {
             return Ok(MountOutput::default());
@@ -215,7 +193,7 @@ impl Mounter {
         };
         let token = self
             .auth
-            .token(&params.identity, &params.tenant_id, &cloud, &params.pod)
+            .token(cx, &params.identity, &params.tenant_id, &cloud, &params.pod)
             .await?;
         let limit = self.options.max_concurrent_fetches.max(1);
         // Futures are built first: a closure inside `buffered` trips the
@@ -224,7 +202,7 @@ impl Mounter {
             .objects
             .iter()
             .enumerate()
-            .map(|(i, object)| self.plan(vault_of(i), &token, object))
+            .map(|(i, object)| self.plan(cx, vault_of(i), &token, object))
             .collect();
         let steps: Vec<Vec<Step<'_>>> = all_in_order(plans, limit).await?;
         let steps: Vec<(usize, Step<'_>)> = steps
@@ -235,7 +213,7 @@ impl Mounter {
         let owners: Vec<usize> = steps.iter().map(|(i, _)| *i).collect();
         let fetches: Vec<_> = steps
             .into_iter()
-            .map(|(i, step)| self.step(vault_of(i), &token, step, params))
+            .map(|(i, step)| self.step(cx, vault_of(i), &token, step, params))
             .collect();
         let rendered: Vec<Vec<render::Rendered>> = all_in_order(fetches, limit)
             .await
@@ -283,6 +261,7 @@ impl Mounter {
     /// list.
     async fn plan<'a>(
         &self,
+        cx: &Context,
         vault: VaultRef<'_>,
         token: &AccessToken,
         object: &'a KeyVaultObject,
@@ -297,7 +276,7 @@ impl Mounter {
         let what = What::Versions(collection(object.object_type));
         let listed = self
             .reads
-            .read(vault, token, what, &object.name, "")
+            .read(cx, vault, token, what, &object.name, "")
             .await
             .and_then(|read| match &*read {
                 Read::Versions(listed) => Ok(listed
@@ -342,6 +321,7 @@ impl Mounter {
     /// Fetches and renders one version, wrapping errors with its context.
     async fn step(
         &self,
+        cx: &Context,
         vault: VaultRef<'_>,
         token: &AccessToken,
         step: Step<'_>,
@@ -349,10 +329,8 @@ impl Mounter {
     ) -> Result<Vec<render::Rendered>, MountError> {
         let object = step.object;
         let result = async {
-            #[cfg(debug_assertions)]
-            test_panic_hook(object);
             let started = Instant::now();
-            let fetched = self.fetch(vault, token, object, &step.version).await;
+            let fetched = self.fetch(cx, vault, token, object, &step.version).await;
             self.observe_fetch(object, started.elapsed(), &fetched);
             let fetched = match fetched {
                 Err(ObjectError::KeyVault(e)) if object.extensions.optional && is_not_found(&e) => {
@@ -418,6 +396,7 @@ impl Mounter {
 
     async fn fetch(
         &self,
+        cx: &Context,
         vault: VaultRef<'_>,
         token: &AccessToken,
         object: &KeyVaultObject,
@@ -430,7 +409,7 @@ impl Mounter {
         };
         let read = self
             .reads
-            .read(vault, token, what, &object.name, version)
+            .read(cx, vault, token, what, &object.name, version)
             .await?;
         // The answer is shared: copy out what rendering consumes.
         match &*read {
@@ -529,22 +508,6 @@ pub fn encoded_size_bound(item: &render::Rendered) -> usize {
         + item.version.id.len()
         + item.version.version.len()
         + 48
-}
-
-/// Debug builds only: the environment variable that makes the fetch of
-/// the object it names panic.
-#[cfg(debug_assertions)]
-pub const TEST_PANIC_ENV: &str = "AKV_CSI_PROVIDER_TEST_PANIC_OBJECT";
-
-/// Debug builds only (release builds have no such code): panics inside the
-/// mount when `AKV_CSI_PROVIDER_TEST_PANIC_OBJECT` names this object, while
-/// the mount's other fetches are in flight, so a test can prove a panic
-/// fails that mount alone.
-#[cfg(debug_assertions)]
-fn test_panic_hook(object: &KeyVaultObject) {
-    if std::env::var_os(TEST_PANIC_ENV).is_some_and(|name| name == object.name.as_str()) {
-        panic!("test panic inside the mount while fetching {}", object.name);
-    }
 }
 
 /// One version of one object to fetch and render.

@@ -14,21 +14,44 @@
 //! waiting mount takes the flight over with its own token. A waiting mount
 //! that receives an error that belongs to the leader — its budget ran out
 //! while throttled, or its token was rejected — tries once more itself.
-
-mod cache;
+//!
+//! Built from the `shared` toolkit (single flight, bounded cache); the
+//! mount's [`Context`] is passed to the read that leads. This module must
+//! not decide retries or know identities beyond the token's tenant and
+//! client id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::AccessToken;
-use crate::coalesce::{Role, SingleFlight};
+use tokio::time::Instant;
+
+use crate::budget::Context;
 use crate::keyvault::{
     CertificateBundle, Collection, KeyBundle, KeyVault, KeyVaultError, ListedVersion, SecretBundle,
     VaultRef,
 };
 use crate::metrics::Metrics;
+use crate::shared::{Cache, Role, SingleFlight};
+use crate::token::AccessToken;
 
-pub use cache::{MAX_BYTES as CACHE_MAX_BYTES, MAX_ENTRIES as CACHE_MAX_ENTRIES, ValueCache};
+/// Most answers kept in the value cache.
+pub const CACHE_MAX_ENTRIES: usize = 4096;
+
+/// Most bytes of answers kept (Key Vault secrets are at most 25 KiB, so
+/// this holds at least 640 of the largest).
+pub const CACHE_MAX_BYTES: usize = 16 << 20;
+
+/// The shared reads' settings, read once at start-up.
+#[derive(Clone, Debug)]
+pub struct ReadsConfig {
+    /// `--cache-ttl`: how long Key Vault answers are kept (`None`: not at
+    /// all).
+    pub cache_ttl: Option<Duration>,
+    /// Most answers kept.
+    pub cache_max_entries: usize,
+    /// Most bytes of answers kept.
+    pub cache_max_bytes: usize,
+}
 
 /// What is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,9 +91,30 @@ type Answer = Result<Arc<Read>, KeyVaultError>;
 pub struct Reads {
     keyvault: KeyVault,
     flights: Arc<SingleFlight<ReadKey, Answer>>,
-    cache: Option<Arc<ValueCache<ReadKey, Read>>>,
+    cache: Option<Arc<ValueCache>>,
     metrics: Metrics,
 }
+
+/// Answers kept for a fixed time after they arrived.
+#[derive(Debug)]
+struct ValueCache {
+    ttl: Duration,
+    answers: Cache<ReadKey, Arc<Read>>,
+}
+
+// === impl ReadsConfig ===
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: None,
+            cache_max_entries: CACHE_MAX_ENTRIES,
+            cache_max_bytes: CACHE_MAX_BYTES,
+        }
+    }
+}
+
+// === impl ReadKey ===
 
 impl ReadKey {
     pub fn new(
@@ -99,6 +143,8 @@ impl ReadKey {
     }
 }
 
+// === impl Read ===
+
 impl Read {
     /// Approximate heap size, for the cache's byte budget.
     fn bytes(&self) -> usize {
@@ -126,15 +172,20 @@ impl Read {
     }
 }
 
+// === impl Reads ===
+
 impl Reads {
-    /// `cache_ttl`: `--cache-ttl` (`None`: no value cache).
-    pub fn new(keyvault: KeyVault, cache_ttl: Option<Duration>) -> Self {
+    pub fn new(keyvault: KeyVault, config: &ReadsConfig) -> Self {
+        let cache = config.cache_ttl.filter(|ttl| !ttl.is_zero()).map(|ttl| {
+            Arc::new(ValueCache {
+                ttl,
+                answers: Cache::new(config.cache_max_entries, config.cache_max_bytes),
+            })
+        });
         Self {
             keyvault,
             flights: Arc::default(),
-            cache: cache_ttl
-                .filter(|ttl| !ttl.is_zero())
-                .map(|ttl| Arc::new(ValueCache::new(ttl))),
+            cache,
             metrics: Metrics::default(),
         }
     }
@@ -150,6 +201,7 @@ impl Reads {
     /// Key Vault.
     pub async fn read(
         &self,
+        cx: &Context,
         vault: VaultRef<'_>,
         token: &AccessToken,
         what: What,
@@ -157,14 +209,14 @@ impl Reads {
         version: &str,
     ) -> Answer {
         let key = ReadKey::new(token, vault, what, name, version);
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.answers.get(&key)) {
             return Ok(hit);
         }
         let mut own_try_left = true;
         loop {
             let (answer, role) = self
                 .flights
-                .run(key.clone(), || self.fetch(vault, token, &key))
+                .run(key.clone(), || self.fetch(cx, vault, token, &key))
                 .await;
             if role == Role::Follower {
                 if own_try_left && answer.as_ref().is_err_and(KeyVaultError::is_callers_own) {
@@ -177,22 +229,32 @@ impl Reads {
         }
     }
 
-    async fn fetch(&self, vault: VaultRef<'_>, token: &AccessToken, key: &ReadKey) -> Answer {
+    async fn fetch(
+        &self,
+        cx: &Context,
+        vault: VaultRef<'_>,
+        token: &AccessToken,
+        key: &ReadKey,
+    ) -> Answer {
         let kv = &self.keyvault;
         let (name, version) = (key.name.as_str(), key.version.as_str());
         let read = match key.what {
-            What::Secret => Read::Secret(kv.get_secret(vault, token, name, version).await?),
-            What::Key => Read::Key(kv.get_key(vault, token, name, version).await?),
+            What::Secret => Read::Secret(kv.get_secret(cx, vault, token, name, version).await?),
+            What::Key => Read::Key(kv.get_key(cx, vault, token, name, version).await?),
             What::Certificate => {
-                Read::Certificate(kv.get_certificate(vault, token, name, version).await?)
+                Read::Certificate(kv.get_certificate(cx, vault, token, name, version).await?)
             }
             What::Versions(collection) => {
-                Read::Versions(kv.list_versions(vault, token, collection, name).await?)
+                Read::Versions(kv.list_versions(cx, vault, token, collection, name).await?)
             }
         };
         let read = Arc::new(read);
         if let Some(cache) = &self.cache {
-            cache.insert(key.clone(), read.clone(), read.bytes() + key.bytes());
+            let bytes = read.bytes() + key.bytes();
+            let expires = Instant::now() + cache.ttl;
+            cache
+                .answers
+                .insert(key.clone(), read.clone(), bytes, expires);
         }
         Ok(read)
     }

@@ -7,9 +7,14 @@
 //! count, duration and result; a panic inside a mount becomes that mount's
 //! error instead of taking the connection down. Each mount runs within its
 //! time budget (`budget`: `--mount-timeout`, or the driver's `grpc-timeout`
-//! when shorter).
+//! when shorter), whose [`Context`] is made here and passed down.
+//!
+//! What runs a parsed mount is a [`RunMount`] (`mount::Mounter` in the
+//! process), so tests can drive the panic isolation without a hook in
+//! production code. This module must not fetch or convert.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +22,9 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use tonic::{Request, Response, Status};
 
-use crate::budget::{self, Budget};
+use crate::budget::{self, Budget, Context};
 use crate::metrics::ErrorCode;
-use crate::mount::{MountOutput, Mounter};
+use crate::mount::{MountError, MountOutput, Mounter};
 use crate::params::{self, MountParams, ParseOptions};
 use crate::proto;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
@@ -29,17 +34,46 @@ pub const API_VERSION: &str = "v1alpha1";
 /// Runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "akv-csi-provider";
 
+/// Runs one parsed mount within the budget's context.
+pub trait RunMount: Send + Sync + 'static {
+    /// The whole mount's time limit when the driver sends no deadline.
+    fn mount_timeout(&self) -> Duration;
+
+    /// Fetches and renders every object of `params`.
+    fn run(
+        &self,
+        cx: &Context,
+        params: &MountParams,
+    ) -> impl Future<Output = Result<MountOutput, MountError>> + Send;
+}
+
 /// The provider service.
 #[derive(Clone, Debug)]
-pub struct Provider {
-    mounter: Mounter,
+pub struct Provider<M = Mounter> {
+    mounter: M,
     parse: ParseOptions,
+}
+
+// === impl Mounter ===
+
+impl RunMount for Mounter {
+    fn mount_timeout(&self) -> Duration {
+        Mounter::mount_timeout(self)
+    }
+
+    fn run(
+        &self,
+        cx: &Context,
+        params: &MountParams,
+    ) -> impl Future<Output = Result<MountOutput, MountError>> + Send {
+        Mounter::run(self, cx, params)
+    }
 }
 
 // === impl Provider ===
 
-impl Provider {
-    pub fn new(mounter: Mounter, parse: ParseOptions) -> Self {
+impl<M: RunMount> Provider<M> {
+    pub fn new(mounter: M, parse: ParseOptions) -> Self {
         Self { mounter, parse }
     }
 
@@ -62,7 +96,11 @@ impl Provider {
         let budget = Budget::new(self.mounter.mount_timeout(), deadline);
         // A misspelled identity or cloud key shows up as a failure here.
         let hints = params.hints.for_mount_error();
-        match budget.run(self.mounter.run(&params)).await {
+        let (mounter, params) = (&self.mounter, &params);
+        match budget
+            .run(|cx| async move { mounter.run(&cx, params).await })
+            .await
+        {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(Failure::new(e.code(), &format_args!("{e}{hints}"))),
             Err(exceeded) => Err(Failure::new("Timeout", &format_args!("{exceeded}{hints}"))),
@@ -71,7 +109,7 @@ impl Provider {
 }
 
 #[tonic::async_trait]
-impl CsiDriverProvider for Provider {
+impl<M: RunMount> CsiDriverProvider for Provider<M> {
     async fn version(
         &self,
         _request: Request<proto::VersionRequest>,
@@ -235,3 +273,6 @@ impl MountLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::http::{Http, Retry, RetryError, SendError};
+use crate::budget::Context;
+use crate::http::{Endpoint, Http, Retry, RetryError, SendError};
+use crate::metrics::Service;
 use crate::retry::Policy;
 
 /// Retries of a token request: four tries, like azidentity's default of
@@ -64,7 +66,7 @@ pub(super) fn endpoint(authority_host: &str, tenant_id: &str) -> String {
 
 /// A token and its lifetime (`Debug` redacts the token).
 #[derive(Debug)]
-pub(crate) struct Token {
+pub struct Token {
     pub secret: SecretString,
     pub expires_in: Option<Duration>,
 }
@@ -119,15 +121,15 @@ struct ErrorAnswer {
 }
 
 /// Posts the form to `url` and returns the access token. `endpoint` names
-/// the target in errors (the URL, or how the token proxy is reached);
-/// `deadline` is the budget of the mount that asked (the request runs as
-/// its own task, outside the mount).
+/// the target in errors (the URL, or how the token proxy is reached); `cx`
+/// carries the deadline of the mount that asked (the request runs as its
+/// own task, outside the mount).
 pub(super) async fn request_token(
+    cx: &Context,
     http: &Http,
     url: &str,
     endpoint: &str,
     request: &TokenRequest,
-    deadline: Option<tokio::time::Instant>,
 ) -> Result<Token, Failure> {
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "client_credentials"),
@@ -151,10 +153,13 @@ pub(super) async fn request_token(
     let retry = Retry {
         policy: TOKEN_POLICY,
         gate: None,
-        deadline,
+    };
+    let endpoint = Endpoint {
+        service: Service::Aad,
+        url: endpoint,
     };
     let response = http
-        .send_retrying(build, endpoint, retry)
+        .send_retrying(cx, build, endpoint, retry)
         .await
         .map_err(|e| match e {
             RetryError::Send(source) => Failure::Send(source),
@@ -180,7 +185,7 @@ pub(super) fn seconds(value: Option<&serde_json::Value>) -> Option<u64> {
 }
 
 /// Decodes a token endpoint answer.
-pub(crate) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
+pub fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
     if (200..300).contains(&status) {
         let answer: TokenAnswer =
             serde_json::from_slice(body).map_err(|e| AadError::Malformed {

@@ -1,6 +1,7 @@
 //! The process-wide access-token cache: one entry per identity *and
 //! credential*, bounded in size (least recently used entries go first), with
-//! one request for concurrent misses of the same key.
+//! one request for concurrent misses of the same key; built from the
+//! `shared` toolkit.
 //!
 //! A key is (mode, authority, tenant, identity, resource, SHA-256 of the
 //! exact assertion or client secret). Two pods share an entry only when
@@ -10,23 +11,24 @@
 //!
 //! An entry is fresh until the token's expiry minus [`REFRESH_MARGIN`], and
 //! never beyond the expiry of the service-account token it was exchanged
-//! for. A failed request is not cached. Fetches run as their own task, so
-//! a mount that gives up (deadline, cancellation) does not strand the
-//! callers waiting on the same key, and the token still lands in the cache
-//! for the retry.
+//! for. A failed request is not cached. Fetches run as their own task
+//! (`SingleFlight::run_detached`), so a mount that gives up (deadline,
+//! cancellation) does not strand the callers waiting on the same key, and
+//! the token still lands in the cache for the retry. This module must not
+//! know HTTP.
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::{AccessToken, AuthError, Mode};
+use super::{AuthError, Mode};
+use crate::budget::Context;
+use crate::shared::{Cache, Role, SingleFlight};
+use crate::token::AccessToken;
 
 /// How long before a token's expiry it stops being served from the cache.
 /// Longer than any mount may take (`--mount-timeout`, kubelet's 2 minutes),
@@ -70,50 +72,24 @@ pub struct CacheSnapshot {
     pub coalesced: u64,
     /// Dropped to stay within the capacity.
     pub evictions: u64,
-    /// Entries now (fresh, stale or in flight).
+    /// Entries now (cached, fresh or stale, plus requests in flight).
     pub entries: u64,
 }
 
-type SharedFetch = Shared<BoxFuture<'static, Result<AccessToken, AuthError>>>;
-
-enum Slot {
-    Ready {
-        token: AccessToken,
-        fresh_until: Instant,
-    },
-    Pending {
-        id: u64,
-        fetch: SharedFetch,
-    },
-}
-
-/// Map plus recency order (tick → key).
-#[derive(Default)]
-struct Lru {
-    map: HashMap<CacheKey, (Slot, u64)>,
-    order: BTreeMap<u64, CacheKey>,
-    tick: u64,
-}
+type Answer = Result<AccessToken, AuthError>;
 
 struct Inner {
-    capacity: usize,
-    lru: Mutex<Lru>,
-    next_id: AtomicU64,
+    tokens: Cache<CacheKey, AccessToken>,
+    flights: Arc<SingleFlight<CacheKey, Answer>>,
     hits: AtomicU64,
     misses: AtomicU64,
     coalesced: AtomicU64,
-    evictions: AtomicU64,
 }
 
 /// The shared cache; clones share entries.
 #[derive(Clone)]
 pub struct TokenCache {
     inner: Arc<Inner>,
-}
-
-enum Action {
-    Hit(AccessToken),
-    Wait(SharedFetch, Lookup),
 }
 
 /// How a lookup was answered (for metrics).
@@ -158,164 +134,90 @@ impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                capacity: capacity.max(1),
-                lru: Mutex::new(Lru::default()),
-                next_id: AtomicU64::new(0),
+                tokens: Cache::new(capacity, usize::MAX),
+                flights: Arc::default(),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 coalesced: AtomicU64::new(0),
-                evictions: AtomicU64::new(0),
             }),
         }
     }
 
     /// The cached token for `key`, or the result of `fetch` (run once for
-    /// all concurrent callers). `not_after` caps the entry's freshness (the
-    /// service-account token's expiry); `endpoint` names the request in a
-    /// mount-budget error while callers wait.
-    #[cfg(test)]
-    pub async fn get_or_fetch<Fut>(
-        &self,
-        key: CacheKey,
-        not_after: Option<SystemTime>,
-        endpoint: &str,
-        fetch: Fut,
-    ) -> Result<AccessToken, AuthError>
-    where
-        Fut: Future<Output = Result<Fetched, AuthError>> + Send + 'static,
-    {
-        self.lookup_or_fetch(key, not_after, endpoint, fetch)
-            .await
-            .0
-    }
-
-    /// [`TokenCache::get_or_fetch`], also telling how the lookup went.
+    /// all concurrent callers, as its own task). `not_after` caps the
+    /// entry's freshness (the service-account token's expiry); `endpoint`
+    /// names the request in the mount's budget error while it waits.
     pub async fn lookup_or_fetch<Fut>(
         &self,
+        cx: &Context,
         key: CacheKey,
         not_after: Option<SystemTime>,
         endpoint: &str,
         fetch: Fut,
-    ) -> (Result<AccessToken, AuthError>, Lookup)
-    where
-        Fut: Future<Output = Result<Fetched, AuthError>> + Send + 'static,
-    {
-        let action = self.lookup(key, not_after, fetch);
-        match action {
-            Action::Hit(token) => (Ok(token), Lookup::Hit),
-            Action::Wait(fetch, lookup) => {
-                let _waiting = crate::budget::waiting_on(endpoint);
-                (fetch.await, lookup)
-            }
-        }
-    }
-
-    /// Removes `key`'s entry if it holds `token`.
-    pub fn forget(&self, key: &CacheKey, token: &AccessToken) {
-        let mut lru = self.inner.lock();
-        if let Some(Slot::Ready { token: cached, .. }) = lru.get(key)
-            && cached.same_as(token)
-        {
-            lru.remove(key);
-        }
-    }
-
-    /// Counts so far.
-    pub fn snapshot(&self) -> CacheSnapshot {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        CacheSnapshot {
-            hits: load(&self.inner.hits),
-            misses: load(&self.inner.misses),
-            coalesced: load(&self.inner.coalesced),
-            evictions: load(&self.inner.evictions),
-            entries: self.inner.lock().map.len() as u64,
-        }
-    }
-
-    fn lookup<Fut>(&self, key: CacheKey, not_after: Option<SystemTime>, fetch: Fut) -> Action
+    ) -> (Answer, Lookup)
     where
         Fut: Future<Output = Result<Fetched, AuthError>> + Send + 'static,
     {
         let inner = &self.inner;
-        let mut lru = inner.lock();
-        let now = Instant::now();
-        match lru.get(&key) {
-            Some(Slot::Ready { token, fresh_until }) if *fresh_until > now => {
-                let token = token.clone();
-                lru.touch(&key);
-                inner.hits.fetch_add(1, Ordering::Relaxed);
-                return Action::Hit(token);
-            }
-            Some(Slot::Pending { fetch, .. }) => {
-                let fetch = fetch.clone();
-                lru.touch(&key);
-                inner.coalesced.fetch_add(1, Ordering::Relaxed);
-                return Action::Wait(fetch, Lookup::Coalesced);
-            }
-            _ => {}
+        if let Some(token) = inner.tokens.get(&key) {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
+            return (Ok(token), Lookup::Hit);
         }
-        inner.misses.fetch_add(1, Ordering::Relaxed);
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let cap = not_after.map(|t| instant_of(t, now));
+        let _waiting = cx.waiting_on(endpoint);
+        let cap = not_after.map(|t| instant_of(t, Instant::now()));
         let mode = key.mode;
-        let task = tokio::spawn(lead(inner.clone(), key.clone(), id, cap, fetch));
-        let shared = async move {
-            task.await
-                .unwrap_or_else(|_| Err(AuthError::internal(mode, "the token request task failed")))
+        let work = {
+            let (inner, key) = (inner.clone(), key.clone());
+            async move { inner.file(key, cap, fetch.await) }
+        };
+        let lost = move || Err(AuthError::internal(mode, "the token request task failed"));
+        let (answer, role) = inner.flights.run_detached(key, work, lost).await;
+        let (counter, lookup) = match role {
+            Role::Leader => (&inner.misses, Lookup::Miss),
+            Role::Follower => (&inner.coalesced, Lookup::Coalesced),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (answer, lookup)
+    }
+
+    /// Removes the entry holding `token`, if any.
+    pub fn forget(&self, token: &AccessToken) {
+        self.inner
+            .tokens
+            .remove_where(|cached| cached.same_as(token));
+    }
+
+    /// Counts so far.
+    pub fn snapshot(&self) -> CacheSnapshot {
+        let inner = &self.inner;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let entries = inner.tokens.size().0 + inner.flights.in_flight();
+        CacheSnapshot {
+            hits: load(&inner.hits),
+            misses: load(&inner.misses),
+            coalesced: load(&inner.coalesced),
+            evictions: inner.tokens.evictions(),
+            entries: entries as u64,
         }
-        .boxed()
-        .shared();
-        let evicted = lru.insert(
-            key,
-            Slot::Pending {
-                id,
-                fetch: shared.clone(),
-            },
-            inner.capacity,
-        );
-        inner.evictions.fetch_add(evicted, Ordering::Relaxed);
-        Action::Wait(shared, Lookup::Miss)
     }
 }
 
-/// Runs one fetch and files its result under `key` (if the slot is still
-/// this fetch's: it may have been evicted meanwhile).
-async fn lead<Fut>(
-    inner: Arc<Inner>,
-    key: CacheKey,
-    id: u64,
-    cap: Option<Instant>,
-    fetch: Fut,
-) -> Result<AccessToken, AuthError>
-where
-    Fut: Future<Output = Result<Fetched, AuthError>>,
-{
-    let key = Arc::new(key);
-    let result = fetch.await.map(|mut fetched| {
-        fetched.token.cache_key = Some(key.clone());
-        fetched
-    });
-    let now = Instant::now();
-    let mut lru = inner.lock();
-    let still_ours =
-        matches!(lru.get(&key), Some(Slot::Pending { id: current, .. }) if *current == id);
-    if !still_ours {
-        return result.map(|f| f.token);
+// === impl Inner ===
+
+impl Inner {
+    /// Keeps a fetched token while it is fresh; hands the result on.
+    fn file(
+        &self,
+        key: CacheKey,
+        cap: Option<Instant>,
+        result: Result<Fetched, AuthError>,
+    ) -> Answer {
+        let fetched = result?;
+        if let Some(until) = fresh_until(Instant::now(), fetched.lifetime, cap) {
+            self.tokens.insert(key, fetched.token.clone(), 0, until);
+        }
+        Ok(fetched.token)
     }
-    match &result {
-        Ok(fetched) => match fresh_until(now, fetched.lifetime, cap) {
-            Some(fresh_until) => lru.replace(
-                &key,
-                Slot::Ready {
-                    token: fetched.token.clone(),
-                    fresh_until,
-                },
-            ),
-            None => lru.remove(&key),
-        },
-        Err(_) => lru.remove(&key),
-    }
-    result.map(|f| f.token)
 }
 
 /// Expiry minus the margin, capped by `cap`; `None` when that is not in
@@ -335,70 +237,30 @@ fn instant_of(time: SystemTime, now: Instant) -> Instant {
     }
 }
 
-// === impl Inner ===
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Lru> {
-        self.lru.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-// === impl Lru ===
-
-impl Lru {
-    fn get(&self, key: &CacheKey) -> Option<&Slot> {
-        self.map.get(key).map(|(slot, _)| slot)
-    }
-
-    fn next_tick(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
-    }
-
-    fn touch(&mut self, key: &CacheKey) {
-        let tick = self.next_tick();
-        if let Some((_, old)) = self.map.get_mut(key) {
-            self.order.remove(old);
-            *old = tick;
-            self.order.insert(tick, key.clone());
-        }
-    }
-
-    fn replace(&mut self, key: &CacheKey, slot: Slot) {
-        if let Some((current, _)) = self.map.get_mut(key) {
-            *current = slot;
-        }
-    }
-
-    fn remove(&mut self, key: &CacheKey) {
-        if let Some((_, tick)) = self.map.remove(key) {
-            self.order.remove(&tick);
-        }
-    }
-
-    /// Inserts as most recent; returns how many entries were evicted.
-    fn insert(&mut self, key: CacheKey, slot: Slot, capacity: usize) -> u64 {
-        self.remove(&key);
-        let mut evicted = 0;
-        while self.map.len() >= capacity {
-            let Some((_, oldest)) = self.order.pop_first() else {
-                break;
-            };
-            self.map.remove(&oldest);
-            evicted += 1;
-        }
-        let tick = self.next_tick();
-        self.order.insert(tick, key.clone());
-        self.map.insert(key, (slot, tick));
-        evicted
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use secrecy::SecretString;
     use std::sync::atomic::AtomicUsize;
+
+    impl TokenCache {
+        /// [`TokenCache::lookup_or_fetch`] outside any mount.
+        async fn get_or_fetch<Fut>(
+            &self,
+            key: CacheKey,
+            not_after: Option<SystemTime>,
+            endpoint: &str,
+            fetch: Fut,
+        ) -> Answer
+        where
+            Fut: Future<Output = Result<Fetched, AuthError>> + Send + 'static,
+        {
+            let cx = Context::until(Instant::now() + Duration::from_secs(100));
+            self.lookup_or_fetch(&cx, key, not_after, endpoint, fetch)
+                .await
+                .0
+        }
+    }
 
     fn key(credential: &str) -> CacheKey {
         CacheKey {
@@ -610,23 +472,40 @@ mod tests {
             .get_or_fetch(key("k"), None, "e", counted(&runs, "1", HOUR, zero))
             .await
             .unwrap();
-        let key_of_first = first
-            .cache_key
-            .clone()
-            .expect("cached tokens know their key");
         // An unrelated token with the same value does not evict it.
-        cache.forget(&key_of_first, &token("1"));
+        cache.forget(&token("1"));
         assert_eq!(cache.snapshot().entries, 1);
-        cache.forget(&key_of_first, &first);
+        cache.forget(&first);
         let second = cache
             .get_or_fetch(key("k"), None, "e", counted(&runs, "2", HOUR, zero))
             .await
             .unwrap();
         assert_eq!(second.bearer(), "2");
         // Forgetting the old token again leaves the new entry alone.
-        cache.forget(&key_of_first, &first);
+        cache.forget(&first);
         assert_eq!(cache.snapshot().entries, 1);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_caller_leaves_the_request_running_for_the_others() {
+        let cache = TokenCache::new(16);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let slow = Duration::from_secs(1);
+        let first = {
+            let (cache, fetch) = (cache.clone(), counted(&runs, "T", HOUR, slow));
+            tokio::spawn(async move { cache.get_or_fetch(key("k"), None, "e", fetch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        first.abort();
+        let second = cache
+            .get_or_fetch(key("k"), None, "e", counted(&runs, "X", HOUR, slow))
+            .await
+            .unwrap();
+        assert_eq!(second.bearer(), "T", "joined the first request");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let snap = cache.snapshot();
+        assert_eq!((snap.misses, snap.coalesced, snap.entries), (0, 1, 1));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use super::aad::{self, AadError};
 use super::{AccessToken, Cause};
-use crate::http::Http;
+use crate::budget::Context;
+use crate::http::{Endpoint, Http};
+use crate::metrics::Service;
 
 /// The IMDS address on every Azure VM.
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
@@ -59,6 +61,7 @@ impl ImdsRequest {
     /// chose) goes into the token.
     pub(super) async fn fetch(
         &self,
+        cx: &Context,
         http: &Http,
         tenant_id: &str,
     ) -> Result<(AccessToken, Option<Duration>), Cause> {
@@ -71,7 +74,11 @@ impl ImdsRequest {
             .request(reqwest::Method::GET, &endpoint)
             .query(&query)
             .header("Metadata", "true");
-        let response = http.send(builder, &endpoint).await.map_err(Cause::Send)?;
+        let target = Endpoint {
+            service: Service::Imds,
+            url: &endpoint,
+        };
+        let response = http.send(cx, builder, target).await.map_err(Cause::Send)?;
         let (token, client_id, lifetime) = decode(response.status.as_u16(), &response.body)
             .map_err(|source| Cause::Rejected {
                 endpoint: endpoint.clone(),
@@ -86,7 +93,7 @@ impl ImdsRequest {
 }
 
 /// Decodes an IMDS answer: token, client id, lifetime.
-pub(crate) fn decode(
+pub fn decode(
     status: u16,
     body: &[u8],
 ) -> Result<(SecretString, Option<String>, Option<Duration>), AadError> {

@@ -17,7 +17,9 @@ use thiserror::Error;
 
 use super::aad;
 use super::{AccessToken, Cause};
-use crate::http::Http;
+use crate::budget::Context;
+use crate::http::{Endpoint, Http};
+use crate::metrics::Service;
 
 /// aad-pod-identity's NMI on the node (the provider runs with host network).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:2579";
@@ -69,6 +71,7 @@ impl NmiRequest {
 
     pub(super) async fn fetch(
         &self,
+        cx: &Context,
         http: &Http,
         tenant_id: &str,
     ) -> Result<(AccessToken, Option<Duration>), Cause> {
@@ -78,7 +81,12 @@ impl NmiRequest {
             .request(reqwest::Method::GET, &url)
             .header("podns", &self.pod_namespace)
             .header("podname", &self.pod_name);
-        let response = http.send(builder, &endpoint).await.map_err(Cause::Send)?;
+        // NMI's path names no service we count separately.
+        let target = Endpoint {
+            service: Service::Other,
+            url: &endpoint,
+        };
+        let response = http.send(cx, builder, target).await.map_err(Cause::Send)?;
         let now = std::time::SystemTime::now();
         let (token, client_id, lifetime) = decode(response.status.as_u16(), &response.body, now)
             .map_err(|source| Cause::Nmi {
@@ -91,7 +99,7 @@ impl NmiRequest {
 
 /// Decodes NMI's answer: token, client id, lifetime (from `expires_in`, or
 /// `expires_on` relative to `now`).
-pub(crate) fn decode(
+pub fn decode(
     status: u16,
     body: &[u8],
     now: std::time::SystemTime,

@@ -30,7 +30,9 @@ use tokio::sync::OnceCell;
 
 use super::Cause;
 use super::aad::{self, Failure, Token, TokenRequest};
-use crate::http::{self, BuildError, Http, HttpConfig};
+use crate::budget::Context;
+use crate::http::{self, BuildError, Endpoint, Http, HttpConfig};
+use crate::metrics::Service;
 
 /// Where identity binding reaches the API server inside a cluster.
 pub const DEFAULT_URL: &str = "https://kubernetes.default.svc.cluster.local";
@@ -113,13 +115,13 @@ impl TokenProxy {
     /// Exchanges the assertion through the proxy.
     pub(super) async fn request_token(
         &self,
+        cx: &Context,
         request: &TokenRequest,
-        deadline: Option<tokio::time::Instant>,
     ) -> Result<Token, Cause> {
         let target = self
             .inner
             .target
-            .get_or_try_init(|| self.prepare())
+            .get_or_try_init(|| self.prepare(cx))
             .await
             .map_err(Cause::TokenProxy)?;
         let ca = read_ca(&self.inner.config.ca_file)
@@ -135,7 +137,7 @@ impl TokenProxy {
             origin(&target.url),
             target.server_name
         );
-        aad::request_token(&client, &url, &endpoint, request, deadline)
+        aad::request_token(cx, &client, &url, &endpoint, request)
             .await
             .map_err(|failure| match failure {
                 Failure::Aad(source) => Cause::Rejected { endpoint, source },
@@ -144,11 +146,11 @@ impl TokenProxy {
     }
 
     /// Parses the URL and settles the server name (computed if not given).
-    async fn prepare(&self) -> Result<Target, String> {
+    async fn prepare(&self, cx: &Context) -> Result<Target, String> {
         let url = parse_url(self.url())?;
         let server_name = match self.inner.config.sni_name.trim() {
             "" => self
-                .discover_server_name(&url)
+                .discover_server_name(cx, &url)
                 .await
                 .map_err(|e| format!("compute SNI name: {e}"))?,
             name => name.to_ascii_lowercase(),
@@ -159,7 +161,7 @@ impl TokenProxy {
 
     /// Reads the API server's certificate at the proxy's host and port and
     /// derives the server name from its cluster-id SAN.
-    async fn discover_server_name(&self, url: &Url) -> Result<String, String> {
+    async fn discover_server_name(&self, cx: &Context, url: &Url) -> Result<String, String> {
         let path = &self.inner.config.ca_file;
         let ca = tokio::fs::read(path).await.map_err(|e| {
             format!(
@@ -174,8 +176,12 @@ impl TokenProxy {
         })
         .map_err(|e| e.to_string())?;
         let endpoint = origin(url);
+        let target = Endpoint {
+            service: Service::Other,
+            url: &endpoint,
+        };
         let response = http
-            .send(http.request(reqwest::Method::GET, &endpoint), &endpoint)
+            .send(cx, http.request(reqwest::Method::GET, &endpoint), target)
             .await
             .map_err(|e| format!("TLS connect to API server: {e}"))?;
         let der = response

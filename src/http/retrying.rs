@@ -9,6 +9,10 @@
 //! wait that does not fit in the budget ends the loop with
 //! [`RetryError::Busy`], which the caller turns into an error naming the
 //! vault.
+//!
+//! The deadline is the mount's, from the [`Context`] every caller passes;
+//! there is no fallback. This module must not know object types or
+//! identities.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +22,8 @@ use reqwest::RequestBuilder;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{Http, Response, SendError};
-use crate::metrics::Service;
+use super::{Endpoint, Http, Response, SendError};
+use crate::budget::Context;
 use crate::retry::{self, Decision, Outcome, Policy};
 use crate::throttle::VaultGates;
 
@@ -27,19 +31,12 @@ use crate::throttle::VaultGates;
 /// that could only start in the last moment is not worth making.
 const TRY_ALLOWANCE: Duration = Duration::from_millis(250);
 
-/// The horizon when there is no mount budget (a token request running as
-/// its own task without a deadline handed to it): the default
-/// `--mount-timeout`.
-const NO_BUDGET: Duration = crate::mount::DEFAULT_MOUNT_TIMEOUT;
-
 /// How one exchange is retried.
 #[derive(Clone, Copy, Debug)]
 pub struct Retry<'a> {
     pub policy: Policy,
     /// Key Vault: the vault's shared gate.
     pub gate: Option<Gate<'a>>,
-    /// When the mount's time is up; `None`: the current budget's deadline.
-    pub deadline: Option<Instant>,
 }
 
 /// A vault's place in the shared gates.
@@ -74,17 +71,18 @@ impl Http {
     /// after the last try) is returned as `Ok` for the caller to decode.
     pub async fn send_retrying(
         &self,
+        cx: &Context,
         build: impl Fn() -> RequestBuilder,
-        endpoint: &str,
+        endpoint: Endpoint<'_>,
         retry: Retry<'_>,
     ) -> Result<Response, RetryError> {
         // A budget error names the endpoint during waits between tries too.
-        let _waiting = crate::budget::waiting_on(endpoint);
-        let service = Service::of(endpoint);
+        let _waiting = cx.waiting_on(endpoint.url);
         run(
+            cx.deadline(),
             retry,
-            || self.send(build(), endpoint),
-            || self.metrics.retry(service),
+            || self.send(cx, build(), endpoint),
+            || self.metrics.retry(endpoint.service),
         )
         .await
     }
@@ -92,6 +90,7 @@ impl Http {
 
 /// The loop, over any attempt (unit tests pass canned answers).
 async fn run<F, Fut>(
+    deadline: Instant,
     retry: Retry<'_>,
     mut attempt: F,
     on_retry: impl Fn(),
@@ -100,10 +99,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Response, SendError>>,
 {
-    let deadline = retry
-        .deadline
-        .or_else(crate::budget::deadline)
-        .unwrap_or_else(|| Instant::now() + NO_BUDGET);
     let last_start = deadline.checked_sub(TRY_ALLOWANCE).unwrap_or(deadline);
     let mut tries = 0;
     loop {
@@ -234,8 +229,9 @@ mod tests {
             }
         }
 
-        async fn run(&self, retry: Retry<'_>) -> Result<Response, RetryError> {
+        async fn run(&self, deadline: Instant, retry: Retry<'_>) -> Result<Response, RetryError> {
             run(
+                deadline,
                 retry,
                 || {
                     self.tries.lock().unwrap().push(Instant::now());
@@ -252,11 +248,10 @@ mod tests {
         }
     }
 
-    fn plain(deadline: Instant) -> Retry<'static> {
+    fn plain() -> Retry<'static> {
         Retry {
             policy: Policy::default(),
             gate: None,
-            deadline: Some(deadline),
         }
     }
 
@@ -270,7 +265,7 @@ mod tests {
             answer(502, None),
         ]);
         let response = script
-            .run(plain(start + Duration::from_secs(100)))
+            .run(start + Duration::from_secs(100), plain())
             .await
             .unwrap();
         assert_eq!(response.status, 200);
@@ -282,7 +277,7 @@ mod tests {
         for status in [400, 401, 403, 404, 409] {
             let script = Script::new(vec![answer(status, None)]);
             let response = script
-                .run(plain(Instant::now() + Duration::from_secs(100)))
+                .run(Instant::now() + Duration::from_secs(100), plain())
                 .await
                 .unwrap();
             assert_eq!(response.status.as_u16(), status);
@@ -290,7 +285,7 @@ mod tests {
         }
         let script = Script::new(vec![answer(408, None)]);
         script
-            .run(plain(Instant::now() + Duration::from_secs(100)))
+            .run(Instant::now() + Duration::from_secs(100), plain())
             .await
             .unwrap();
         assert_eq!(script.tries().len(), 2, "408 is retried");
@@ -300,7 +295,7 @@ mod tests {
     async fn persistent_failures_stop_after_the_policy_s_tries() {
         let script = Script::new((0..10).map(|_| reset()).collect());
         let err = script
-            .run(plain(Instant::now() + Duration::from_secs(100)))
+            .run(Instant::now() + Duration::from_secs(100), plain())
             .await
             .unwrap_err();
         assert!(matches!(err, RetryError::Send(SendError::Transport { .. })));
@@ -312,7 +307,7 @@ mod tests {
         let start = Instant::now();
         let script = Script::new((0..10).map(|_| answer(503, Some("5"))).collect());
         let response = script
-            .run(plain(start + Duration::from_secs(3)))
+            .run(start + Duration::from_secs(3), plain())
             .await
             .unwrap();
         assert_eq!(response.status, 503);
@@ -329,16 +324,16 @@ mod tests {
                 gates: &gates,
                 vault: KV,
             }),
-            deadline: Some(start + Duration::from_secs(100)),
         };
+        let deadline = start + Duration::from_secs(100);
         let first = Script::new(vec![answer(429, Some("2"))]);
         let second = Script::new(vec![]);
         let second_run = async {
             // Another mount, starting inside the window.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            second.run(retry).await
+            second.run(deadline, retry).await
         };
-        let (a, b) = tokio::join!(first.run(retry), second_run);
+        let (a, b) = tokio::join!(first.run(deadline, retry), second_run);
         assert_eq!(
             (a.unwrap().status.as_u16(), b.unwrap().status.as_u16()),
             (200, 200)
@@ -364,10 +359,10 @@ mod tests {
                 gates: &gates,
                 vault: KV,
             }),
-            deadline: Some(start + Duration::from_secs(3)),
         };
+        let deadline = start + Duration::from_secs(3);
         let script = Script::new(vec![answer(429, Some("10"))]);
-        let err = script.run(retry).await.unwrap_err();
+        let err = script.run(deadline, retry).await.unwrap_err();
         let RetryError::Busy {
             wait,
             throttled,
@@ -383,7 +378,7 @@ mod tests {
         assert_eq!(Instant::now(), start, "gave up without sleeping");
         // The next mount within the window does not even try.
         let later = Script::new(vec![]);
-        let err = later.run(retry).await.unwrap_err();
+        let err = later.run(deadline, retry).await.unwrap_err();
         assert!(matches!(err, RetryError::Busy { attempts: 0, .. }));
         assert!(later.tries().is_empty());
     }
@@ -392,7 +387,7 @@ mod tests {
     async fn throttling_without_a_gate_returns_the_429() {
         let script = Script::new(vec![answer(429, Some("10"))]);
         let response = script
-            .run(plain(Instant::now() + Duration::from_secs(3)))
+            .run(Instant::now() + Duration::from_secs(3), plain())
             .await
             .unwrap();
         assert_eq!(response.status, 429);

@@ -1,29 +1,21 @@
-//! The optional value cache (`--cache-ttl`): Key Vault answers kept for a
-//! fixed time after they arrived, bounded in entries and in bytes (least
-//! recently used first). Only successful reads are kept; an entry is never
-//! refreshed in place, it expires and the next read asks Key Vault again.
+//! A bounded cache shared by mounts: each entry kept until its own expiry,
+//! at most so many entries and so many bytes, least recently used first
+//! out. It serves both the token cache (`auth/cache.rs`) and the Key Vault
+//! value cache (`reads.rs`).
 //!
-//! Keys are `ReadKey`s, so an entry is only served to a mount that holds a
-//! token for the same tenant and client id. Values are shared (`Arc`); a
-//! secret's value stays in its `SecretString`, zeroed when the last holder
-//! drops it.
+//! It holds what it is given and never fetches or refreshes anything in
+//! place (an expired entry is simply gone); it must not know what its keys
+//! or values mean.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-/// Most entries kept.
-pub const MAX_ENTRIES: usize = 4096;
-
-/// Most bytes of answers kept (Key Vault secrets are at most 25 KiB, so
-/// this holds at least 640 of the largest).
-pub const MAX_BYTES: usize = 16 << 20;
-
 struct Entry<V> {
-    value: Arc<V>,
+    value: V,
     expires: Instant,
     bytes: usize,
     tick: u64,
@@ -37,30 +29,31 @@ struct Lru<K, V> {
     bytes: usize,
 }
 
-/// Answers by key, for `ttl` each.
-pub struct ValueCache<K, V> {
-    ttl: Duration,
+/// Values by key, each until its expiry; clones of values are handed out
+/// (use `Arc` for large ones).
+pub struct Cache<K, V> {
     max_entries: usize,
     max_bytes: usize,
     lru: Mutex<Lru<K, V>>,
+    evictions: AtomicU64,
 }
 
-impl<K, V> std::fmt::Debug for ValueCache<K, V> {
+// === impl Cache ===
+
+impl<K, V> std::fmt::Debug for Cache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValueCache")
-            .field("ttl", &self.ttl)
+        f.debug_struct("Cache")
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
     }
 }
 
-impl<K: Hash + Eq + Clone, V> ValueCache<K, V> {
-    pub fn new(ttl: Duration) -> Self {
-        Self::bounded(ttl, MAX_ENTRIES, MAX_BYTES)
-    }
-
-    pub fn bounded(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
+    /// At most `max_entries` (at least 1) and `max_bytes` (as the caller
+    /// counts them in [`Cache::insert`]).
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            ttl,
             max_entries: max_entries.max(1),
             max_bytes,
             lru: Mutex::new(Lru {
@@ -69,11 +62,13 @@ impl<K: Hash + Eq + Clone, V> ValueCache<K, V> {
                 tick: 0,
                 bytes: 0,
             }),
+            evictions: AtomicU64::new(0),
         }
     }
 
-    /// The value for `key` if it arrived less than `ttl` ago.
-    pub fn get(&self, key: &K) -> Option<Arc<V>> {
+    /// The value for `key` if it has not expired (an expired one is
+    /// dropped); a hit makes the entry the most recently used.
+    pub fn get(&self, key: &K) -> Option<V> {
         let now = Instant::now();
         let mut lru = self.lock();
         let entry = lru.map.get(key)?;
@@ -86,21 +81,25 @@ impl<K: Hash + Eq + Clone, V> ValueCache<K, V> {
         Some(value)
     }
 
-    /// Keeps `value` (`bytes` is its approximate size) for `ttl` from now.
-    /// A value larger than the whole byte budget is not kept.
-    pub fn insert(&self, key: K, value: Arc<V>, bytes: usize) {
+    /// Keeps `value` (`bytes` is its approximate size) until `expires`,
+    /// replacing any entry for `key` and evicting the least recently used
+    /// entries to make room. A value larger than the whole byte budget is
+    /// not kept.
+    pub fn insert(&self, key: K, value: V, bytes: usize, expires: Instant) {
         if bytes > self.max_bytes {
             return;
         }
-        let expires = Instant::now() + self.ttl;
         let mut lru = self.lock();
         lru.remove(&key);
+        let mut evicted = 0;
         while lru.map.len() >= self.max_entries || lru.bytes + bytes > self.max_bytes {
             let Some((_, oldest)) = lru.order.pop_first() else {
                 break;
             };
             lru.remove(&oldest);
+            evicted += 1;
         }
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
         lru.tick += 1;
         let tick = lru.tick;
         lru.order.insert(tick, key.clone());
@@ -116,10 +115,29 @@ impl<K: Hash + Eq + Clone, V> ValueCache<K, V> {
         );
     }
 
+    /// Drops every entry whose value `matches`.
+    pub fn remove_where(&self, matches: impl Fn(&V) -> bool) {
+        let mut lru = self.lock();
+        let gone: Vec<K> = lru
+            .map
+            .iter()
+            .filter(|(_, entry)| matches(&entry.value))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &gone {
+            lru.remove(key);
+        }
+    }
+
     /// Entries and bytes held now (expired ones included until touched).
     pub fn size(&self) -> (usize, usize) {
         let lru = self.lock();
         (lru.map.len(), lru.bytes)
+    }
+
+    /// Entries dropped so far to stay within the bounds.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Lru<K, V>> {
@@ -128,6 +146,8 @@ impl<K: Hash + Eq + Clone, V> ValueCache<K, V> {
         self.lru.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+// === impl Lru ===
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     fn remove(&mut self, key: &K) {
@@ -150,14 +170,23 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
+    fn in_secs(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn entries_expire_after_the_ttl() {
-        let cache = ValueCache::new(Duration::from_secs(30));
-        cache.insert("k", Arc::new(1), 10);
-        tokio::time::sleep(Duration::from_secs(29)).await;
-        assert_eq!(cache.get(&"k").as_deref(), Some(&1));
+    async fn entries_expire_at_their_own_time() {
+        let cache = Cache::new(16, 1000);
+        cache.insert("k", 1, 10, in_secs(30));
+        cache.insert("short", 2, 10, in_secs(5));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(cache.get(&"short"), None, "expired at 5 s");
+        tokio::time::sleep(Duration::from_secs(24)).await;
+        assert_eq!(cache.get(&"k"), Some(1));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(cache.get(&"k"), None, "expired at 30 s");
         assert_eq!(cache.size(), (0, 0));
@@ -165,27 +194,38 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn least_recently_used_entries_go_first() {
-        let cache = ValueCache::bounded(Duration::from_secs(30), 2, 1000);
-        cache.insert("a", Arc::new(1), 1);
-        cache.insert("b", Arc::new(2), 1);
+        let cache = Cache::new(2, 1000);
+        cache.insert("a", 1, 1, in_secs(30));
+        cache.insert("b", 2, 1, in_secs(30));
         assert!(cache.get(&"a").is_some());
-        cache.insert("c", Arc::new(3), 1);
+        cache.insert("c", 3, 1, in_secs(30));
         assert!(cache.get(&"b").is_none(), "b was the least recently used");
         assert!(cache.get(&"a").is_some() && cache.get(&"c").is_some());
+        assert_eq!(cache.evictions(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_byte_budget_is_kept() {
-        let cache = ValueCache::bounded(Duration::from_secs(30), 100, 100);
+        let cache = Cache::new(100, 100);
         for i in 0..10 {
-            cache.insert(i, Arc::new(i), 30);
+            cache.insert(i, i, 30, in_secs(30));
         }
         let (entries, bytes) = cache.size();
         assert_eq!((entries, bytes), (3, 90));
         assert!(cache.get(&9).is_some() && cache.get(&6).is_none());
-        cache.insert(99, Arc::new(99), 101);
+        cache.insert(99, 99, 101, in_secs(30));
         assert!(cache.get(&99).is_none(), "larger than the budget");
-        cache.insert(9, Arc::new(90), 10);
+        cache.insert(9, 90, 10, in_secs(30));
         assert_eq!(cache.size(), (3, 70), "replacing keeps the tally right");
+        assert_eq!(cache.evictions(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_can_be_removed_by_value() {
+        let cache = Cache::new(16, 1000);
+        cache.insert("a", 1, 1, in_secs(30));
+        cache.insert("b", 2, 1, in_secs(30));
+        cache.remove_where(|v| *v == 1);
+        assert_eq!((cache.get(&"a"), cache.get(&"b")), (None, Some(2)));
     }
 }
