@@ -14,10 +14,10 @@
 //! the identity (tenant, client id, pod) and the endpoint; they never carry
 //! a token, an assertion or a client secret.
 
-pub(crate) mod aad;
+pub mod aad;
 mod cache;
-pub(crate) mod imds;
-pub(crate) mod pod_identity;
+pub mod imds;
+pub mod pod_identity;
 mod token_proxy;
 
 use std::sync::Arc;
@@ -28,8 +28,7 @@ use thiserror::Error;
 
 use crate::cloud::Cloud;
 use crate::http::{BuildError, Http, HttpConfig, SendError};
-use crate::metrics::TokenMode;
-use crate::params::{Identity, PodInfo, ServiceAccountToken};
+use crate::params::{Identity, IdentityKind, PodInfo, ServiceAccountToken};
 
 pub use aad::AadError;
 pub use cache::{CacheSnapshot, DEFAULT_CAPACITY, REFRESH_MARGIN};
@@ -65,16 +64,6 @@ impl Default for AuthConfig {
 /// The environment variable that overrides the IMDS address.
 pub const IMDS_ENDPOINT_ENV: &str = imds::ENDPOINT_ENV;
 
-/// The ways a mount can authenticate. `Display` is the name used in errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    WorkloadIdentity,
-    ServicePrincipal,
-    VmManagedIdentity,
-    PodIdentity,
-    IdentityBinding,
-}
-
 /// A bearer token for Key Vault. `Debug` never shows the token; clones
 /// share it.
 #[derive(Clone)]
@@ -94,7 +83,7 @@ pub struct AccessToken {
 #[derive(Clone, Debug, Error)]
 #[error("failed to get a Key Vault token for {identity}: {cause}")]
 pub struct AuthError {
-    pub mode: Mode,
+    pub mode: IdentityKind,
     /// e.g. `workload identity (tenant …, client id …)`.
     pub identity: String,
     pub cause: Cause,
@@ -154,41 +143,6 @@ enum Request {
     TokenProxy(aad::TokenRequest),
 }
 
-// === impl Mode ===
-
-impl Mode {
-    pub const ALL: [Mode; 5] = [
-        Mode::WorkloadIdentity,
-        Mode::ServicePrincipal,
-        Mode::VmManagedIdentity,
-        Mode::PodIdentity,
-        Mode::IdentityBinding,
-    ];
-
-    /// A stable label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::WorkloadIdentity => "workload_identity",
-            Self::ServicePrincipal => "service_principal",
-            Self::VmManagedIdentity => "vm_managed_identity",
-            Self::PodIdentity => "pod_identity",
-            Self::IdentityBinding => "identity_binding",
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::WorkloadIdentity => "workload identity",
-            Self::ServicePrincipal => "service principal",
-            Self::VmManagedIdentity => "VM managed identity",
-            Self::PodIdentity => "pod identity",
-            Self::IdentityBinding => "identity binding",
-        })
-    }
-}
-
 // === impl AccessToken ===
 
 impl AccessToken {
@@ -237,7 +191,7 @@ impl AuthError {
         }
     }
 
-    pub(crate) fn internal(mode: Mode, reason: &str) -> Self {
+    pub(crate) fn internal(mode: IdentityKind, reason: &str) -> Self {
         Self {
             mode,
             identity: mode.to_string(),
@@ -301,9 +255,7 @@ impl Authenticator {
                 cause,
             });
             let error = result.as_ref().err().map(AuthError::code);
-            this.http
-                .metrics()
-                .token_request(TokenMode::from(mode), error);
+            this.http.metrics().token_request(mode, error);
             result
         };
         let (result, lookup) = self
@@ -311,9 +263,7 @@ impl Authenticator {
             .lookup_or_fetch(plan.key, plan.not_after, &plan.endpoint, fetch)
             .await;
         // A coalesced wait is not a hit: it waits for a request.
-        self.http
-            .metrics()
-            .token_cache(TokenMode::from(mode), lookup == Lookup::Hit);
+        self.http.metrics().token_cache(mode, lookup == Lookup::Hit);
         result
     }
 
@@ -334,7 +284,7 @@ impl Authenticator {
     fn plan(&self, identity: &Identity, tenant_id: &str, cloud: &Cloud, pod: &PodInfo) -> Plan {
         let scope = cloud.keyvault_scope();
         let authority = cloud.authority_host().to_owned();
-        let aad_plan = |mode: Mode, client_id: &str, credential: aad::Credential| {
+        let aad_plan = |mode: IdentityKind, client_id: &str, credential: aad::Credential| {
             let secret = match &credential {
                 aad::Credential::Assertion(s) | aad::Credential::Secret(s) => s.expose_secret(),
             };
@@ -354,12 +304,12 @@ impl Authenticator {
             };
             (key, request)
         };
-        let described = |mode: Mode, client_id: &str| {
+        let described = |mode: IdentityKind, client_id: &str| {
             format!("{mode} (tenant {tenant_id}, client id {client_id})")
         };
         match identity {
             Identity::WorkloadIdentity { client_id, token } => {
-                let mode = Mode::WorkloadIdentity;
+                let mode = IdentityKind::WorkloadIdentity;
                 let (key, request) = aad_plan(
                     mode,
                     client_id,
@@ -378,7 +328,7 @@ impl Authenticator {
                 client_id,
                 client_secret,
             } => {
-                let mode = Mode::ServicePrincipal;
+                let mode = IdentityKind::ServicePrincipal;
                 let (key, request) = aad_plan(
                     mode,
                     client_id,
@@ -394,7 +344,7 @@ impl Authenticator {
                 }
             }
             Identity::TokenProxy { client_id, token } => {
-                let mode = Mode::IdentityBinding;
+                let mode = IdentityKind::IdentityBinding;
                 let (mut key, request) = aad_plan(
                     mode,
                     client_id,
@@ -418,12 +368,15 @@ impl Authenticator {
                     client_id: user_assigned_identity_id.clone(),
                 };
                 let identity = match user_assigned_identity_id.as_str() {
-                    "" => format!("{} (system-assigned)", Mode::VmManagedIdentity),
-                    id => format!("{} (user-assigned client id {id})", Mode::VmManagedIdentity),
+                    "" => format!("{} (system-assigned)", IdentityKind::VmManagedIdentity),
+                    id => format!(
+                        "{} (user-assigned client id {id})",
+                        IdentityKind::VmManagedIdentity
+                    ),
                 };
                 Plan {
                     key: CacheKey {
-                        mode: Mode::VmManagedIdentity,
+                        mode: IdentityKind::VmManagedIdentity,
                         authority: request.base.clone(),
                         tenant_id: String::new(),
                         identity: user_assigned_identity_id.clone(),
@@ -453,14 +406,19 @@ impl Authenticator {
                 );
                 Plan {
                     key: CacheKey {
-                        mode: Mode::PodIdentity,
+                        mode: IdentityKind::PodIdentity,
                         authority: request.base.clone(),
                         tenant_id: String::new(),
                         identity: pod_key,
                         resource: request.resource.clone(),
                         credential: None,
                     },
-                    identity: format!("{} (pod {}/{})", Mode::PodIdentity, pod.namespace, pod.name),
+                    identity: format!(
+                        "{} (pod {}/{})",
+                        IdentityKind::PodIdentity,
+                        pod.namespace,
+                        pod.name
+                    ),
                     endpoint: request.endpoint(),
                     not_after: None,
                     request: Request::Nmi(request),
@@ -518,7 +476,7 @@ fn assertion_expiry(token: &ServiceAccountToken) -> Option<SystemTime> {
     Some(jwt_expiry(token.token.expose_secret()).unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
-pub(crate) fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
+pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
     use base64::Engine as _;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -551,21 +509,5 @@ mod tests {
         assert_eq!(jwt_expiry(&jwt(r#"{"exp":-5}"#)), None);
         assert_eq!(jwt_expiry("not-a-jwt"), None);
         assert_eq!(jwt_expiry("a.%%%.c"), None);
-    }
-
-    #[test]
-    fn modes_have_stable_labels_and_names() {
-        let labels: Vec<_> = Mode::ALL.iter().map(|m| m.label()).collect();
-        assert_eq!(
-            labels,
-            [
-                "workload_identity",
-                "service_principal",
-                "vm_managed_identity",
-                "pod_identity",
-                "identity_binding"
-            ]
-        );
-        assert_eq!(Mode::VmManagedIdentity.to_string(), "VM managed identity");
     }
 }

@@ -21,9 +21,6 @@ pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod dryrun;
-#[cfg(any(test, fuzzing))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod http;
 pub mod keyvault;
 pub mod metrics;

@@ -64,7 +64,7 @@ pub(super) fn endpoint(authority_host: &str, tenant_id: &str) -> String {
 
 /// A token and its lifetime (`Debug` redacts the token).
 #[derive(Debug)]
-pub(crate) struct Token {
+pub struct Token {
     pub secret: SecretString,
     pub expires_in: Option<Duration>,
 }
@@ -180,7 +180,7 @@ pub(super) fn seconds(value: Option<&serde_json::Value>) -> Option<u64> {
 }
 
 /// Decodes a token endpoint answer.
-pub(crate) fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
+pub fn decode(status: u16, body: &[u8]) -> Result<Token, AadError> {
     if (200..300).contains(&status) {
         let answer: TokenAnswer =
             serde_json::from_slice(body).map_err(|e| AadError::Malformed {

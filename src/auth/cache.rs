@@ -26,7 +26,8 @@ use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::{AccessToken, AuthError, Mode};
+use super::{AccessToken, AuthError};
+use crate::params::IdentityKind;
 
 /// How long before a token's expiry it stops being served from the cache.
 /// Longer than any mount may take (`--mount-timeout`, kubelet's 2 minutes),
@@ -39,7 +40,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// What identifies a token. `Debug` shows a digest prefix only.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    pub mode: Mode,
+    pub mode: IdentityKind,
     /// Authority host, IMDS or NMI base URL, or token proxy URL.
     pub authority: String,
     pub tenant_id: String,
@@ -402,7 +403,7 @@ mod tests {
 
     fn key(credential: &str) -> CacheKey {
         CacheKey {
-            mode: Mode::WorkloadIdentity,
+            mode: IdentityKind::WorkloadIdentity,
             authority: "https://login.microsoftonline.com/".into(),
             tenant_id: "t".into(),
             identity: "c".into(),
@@ -492,7 +493,7 @@ mod tests {
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                Err::<Fetched, _>(AuthError::internal(Mode::WorkloadIdentity, "boom"))
+                Err::<Fetched, _>(AuthError::internal(IdentityKind::WorkloadIdentity, "boom"))
             }
         };
         let (a, b) = tokio::join!(

@@ -86,7 +86,7 @@ impl ImdsRequest {
 }
 
 /// Decodes an IMDS answer: token, client id, lifetime.
-pub(crate) fn decode(
+pub fn decode(
     status: u16,
     body: &[u8],
 ) -> Result<(SecretString, Option<String>, Option<Duration>), AadError> {

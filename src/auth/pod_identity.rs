@@ -91,7 +91,7 @@ impl NmiRequest {
 
 /// Decodes NMI's answer: token, client id, lifetime (from `expires_in`, or
 /// `expires_on` relative to `now`).
-pub(crate) fn decode(
+pub fn decode(
     status: u16,
     body: &[u8],
     now: std::time::SystemTime,

@@ -18,6 +18,7 @@
 //! the compiler holds the layer rule the provider's design relies on.
 
 pub mod cloud;
+pub mod go;
 pub mod labels;
 pub mod object;
 pub mod params;

@@ -462,7 +462,9 @@ fn context(object_type: &str, name: &str, version: &str) -> String {
 fn extensions(spec: &ObjectSpec, object_type: ObjectType) -> Result<Extensions, ObjectError> {
     let optional = match spec.optional.as_str() {
         "" => false,
-        s => parse_go_bool(s).ok_or_else(|| ObjectError::InvalidOptional(s.to_owned()))?,
+        s => crate::go::parse_bool(s)
+            .ok()
+            .ok_or_else(|| ObjectError::InvalidOptional(s.to_owned()))?,
     };
     let keyvault_name = match spec.keyvault_name.as_str() {
         "" => None,
@@ -477,15 +479,6 @@ fn extensions(spec: &ObjectSpec, object_type: ObjectType) -> Result<Extensions, 
         optional,
         jmes_path,
     })
-}
-
-/// Go's `strconv.ParseBool`, as for the SecretProviderClass's own flags.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Validates `jmesPath`: secrets only, one version, bounded entries, each

@@ -9,10 +9,12 @@
 
 use std::fmt;
 
+use crate::go::quote as go_quote;
+
 use super::{
     CLIENT_ID, CLOUD_ENV_FILE_NAME, CLOUD_NAME, KEYVAULT_NAME, OBJECTS, ParamsError,
     SECRET_PROVIDER_CLASS, StringMap, TENANT_ID, TENANT_ID_LEGACY, USE_AZURE_TOKEN_PROXY,
-    USE_POD_IDENTITY, USE_VM_MANAGED_IDENTITY, USER_ASSIGNED_IDENTITY_ID, go_quote,
+    USE_POD_IDENTITY, USE_VM_MANAGED_IDENTITY, USER_ASSIGNED_IDENTITY_ID,
 };
 
 /// What a parameter is about; an error shows hints of its own topic only.
