@@ -52,6 +52,7 @@ impl ErrorCode {
         code.map_or_else(Self::none, Self::new)
     }
 
+    /// The code as a label value.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -173,6 +174,7 @@ impl Service {
         }
     }
 
+    /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::KeyVault => "keyvault",

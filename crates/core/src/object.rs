@@ -212,6 +212,7 @@ impl ObjectType {
         }
     }
 
+    /// The name upstream uses (`secret`, `key`, `cert`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Secret => "secret",
@@ -275,6 +276,7 @@ impl FileMode {
         }
     }
 
+    /// The permission bits.
     pub const fn bits(self) -> u32 {
         self.0
     }

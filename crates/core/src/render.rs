@@ -11,6 +11,11 @@
 //! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading), `pfx`
 //! (PFX writing), `private_key` (PKCS#8 as upstream writes it), `chain`
 //! (leaf → root), `jmes_path` (JSON extraction).
+//!
+//! Public on purpose: [`render()`] and its types, and the format building
+//! blocks `chain`, `jwk`, `pem`, `pkcs12` and `private_key`, which the fuzz
+//! targets and property tests drive directly. `der`, `pfx` and `jmes_path`
+//! are reached through [`render()`] only.
 
 pub mod chain;
 mod der;

@@ -97,10 +97,12 @@ impl Hints {
         Self(hints)
     }
 
+    /// No hint at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The hints, in order of preference.
     pub fn iter(&self) -> impl Iterator<Item = &KeyHint> {
         self.0.iter()
     }
