@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The pure modules (parsing, validation, conversion) must not do I/O or know
-# the runtime: they may not name tokio, reqwest, tonic, hyper, std::fs or
-# std::net. See docs/design.md, "Module map".
+# The layer rules the compiler cannot check (scripts/check_layers.py): the
+# pure core names no runtime, network or filesystem (sources and
+# Cargo.toml); no import cycle between the provider's top-level modules; no
+# import pointing up the layer table. Its own tests run first (they build
+# fixture trees with a deliberate cycle, upward import and core I/O).
+# See docs/design.md, "Module map".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pure=(crates/core/src)
-status=0
-while IFS= read -r hit; do
-  echo "layer violation (pure module does I/O): $hit" >&2
-  status=1
-done < <(grep -rnE '\b(tokio|reqwest|tonic|hyper)::|\bstd::(fs|net)\b|use (tokio|reqwest|tonic|hyper)\b' "${pure[@]}" 2>/dev/null | grep -v '^\s*//' || true)
-exit "$status"
+if ! out=$(python3 scripts/check_layers_test.py 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
+exec python3 scripts/check_layers.py

@@ -34,8 +34,7 @@ use thiserror::Error;
 use crate::budget::Context;
 use crate::cloud::Cloud;
 use crate::http::{BuildError, Http, HttpConfig, SendError};
-use crate::metrics::TokenMode;
-use crate::params::{Identity, PodInfo};
+use crate::params::{Identity, IdentityKind, PodInfo};
 
 pub use crate::token::AccessToken;
 pub use aad::AadError;
@@ -73,22 +72,12 @@ impl Default for AuthConfig {
 /// The environment variable that overrides the IMDS address.
 pub const IMDS_ENDPOINT_ENV: &str = imds::ENDPOINT_ENV;
 
-/// The ways a mount can authenticate. `Display` is the name used in errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    WorkloadIdentity,
-    ServicePrincipal,
-    VmManagedIdentity,
-    PodIdentity,
-    IdentityBinding,
-}
-
 /// Why no token could be obtained: the identity, then the cause (which
 /// names the endpoint).
 #[derive(Clone, Debug, Error)]
 #[error("failed to get a Key Vault token for {identity}: {cause}")]
 pub struct AuthError {
-    pub mode: Mode,
+    pub mode: IdentityKind,
     /// e.g. `workload identity (tenant …, client id …)`.
     pub identity: String,
     pub cause: Cause,
@@ -126,41 +115,6 @@ pub struct Authenticator {
     cache: TokenCache,
 }
 
-// === impl Mode ===
-
-impl Mode {
-    pub const ALL: [Mode; 5] = [
-        Mode::WorkloadIdentity,
-        Mode::ServicePrincipal,
-        Mode::VmManagedIdentity,
-        Mode::PodIdentity,
-        Mode::IdentityBinding,
-    ];
-
-    /// A stable label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::WorkloadIdentity => "workload_identity",
-            Self::ServicePrincipal => "service_principal",
-            Self::VmManagedIdentity => "vm_managed_identity",
-            Self::PodIdentity => "pod_identity",
-            Self::IdentityBinding => "identity_binding",
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::WorkloadIdentity => "workload identity",
-            Self::ServicePrincipal => "service principal",
-            Self::VmManagedIdentity => "VM managed identity",
-            Self::PodIdentity => "pod identity",
-            Self::IdentityBinding => "identity binding",
-        })
-    }
-}
-
 // === impl AuthError ===
 
 impl AuthError {
@@ -177,7 +131,7 @@ impl AuthError {
         }
     }
 
-    pub(crate) fn internal(mode: Mode, reason: &str) -> Self {
+    pub(crate) fn internal(mode: IdentityKind, reason: &str) -> Self {
         Self {
             mode,
             identity: mode.to_string(),
@@ -244,7 +198,7 @@ impl Authenticator {
             let error = result.as_ref().err().map(AuthError::code);
             this.http
                 .metrics()
-                .token_request(TokenMode::from(mode), error);
+                .token_request(mode, error);
             result
         };
         let (result, lookup) = self
@@ -254,7 +208,7 @@ impl Authenticator {
         // A coalesced wait is not a hit: it waits for a request.
         self.http
             .metrics()
-            .token_cache(TokenMode::from(mode), lookup == Lookup::Hit);
+            .token_cache(mode, lookup == Lookup::Hit);
         result
     }
 
@@ -356,21 +310,5 @@ mod tests {
         assert_eq!(jwt_expiry(&jwt(r#"{"exp":-5}"#)), None);
         assert_eq!(jwt_expiry("not-a-jwt"), None);
         assert_eq!(jwt_expiry("a.%%%.c"), None);
-    }
-
-    #[test]
-    fn modes_have_stable_labels_and_names() {
-        let labels: Vec<_> = Mode::ALL.iter().map(|m| m.label()).collect();
-        assert_eq!(
-            labels,
-            [
-                "workload_identity",
-                "service_principal",
-                "vm_managed_identity",
-                "pod_identity",
-                "identity_binding"
-            ]
-        );
-        assert_eq!(Mode::VmManagedIdentity.to_string(), "VM managed identity");
     }
 }

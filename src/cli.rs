@@ -286,48 +286,16 @@ pub fn normalize<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
         .collect()
 }
 
-/// Go's `strconv.ParseBool`.
+/// Go's `strconv.ParseBool` ([`akv_core::go::parse_bool`]), with the
+/// flag package's text.
 pub fn parse_go_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("parsing {value:?}: invalid syntax")),
-    }
+    akv_core::go::parse_bool(value).map_err(|_| format!("parsing {value:?}: invalid syntax"))
 }
 
-/// A Go duration such as `5s`, `1m30s`, `250ms` or `1.5h`.
+/// A Go duration such as `5s`, `1m30s`, `250ms` or `1.5h`
+/// ([`akv_core::go::parse_duration`]).
 pub fn parse_go_duration(value: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration {value:?}");
-    if value == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = value;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += number * seconds;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| invalid())
+    akv_core::go::parse_duration(value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -20,9 +20,6 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod dryrun;
-#[cfg(any(test, fuzzing))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod http;
 pub mod keyvault;
 pub mod metrics;

@@ -23,9 +23,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::object::ObjectType;
+use crate::params::IdentityKind;
 
 pub use grpc::{GrpcMethod, GrpcMetricsLayer, GrpcMetricsService, go_code_name};
-pub use labels::{ErrorCode, Service, TokenMode};
+pub use labels::{ErrorCode, Service};
 
 /// Upstream's histogram buckets, in seconds.
 pub const BUCKETS: [f64; 14] = [
@@ -158,19 +159,19 @@ impl Metrics {
 
     /// A token request to Entra ID, IMDS, pod identity or the token proxy
     /// (not a cache hit): `error` is `None` on success.
-    pub fn token_request(&self, mode: TokenMode, error: Option<Cow<'static, str>>) {
+    pub fn token_request(&self, mode: IdentityKind, error: Option<Cow<'static, str>>) {
         let result = error.map_or_else(|| ErrorCode::new("success"), ErrorCode::new);
         let labels = labels::TokenRequest {
-            mode: mode.as_str(),
+            mode: mode.label(),
             result,
         };
         self.families.token_requests.get_or_create(&labels).inc();
     }
 
     /// A lookup in the token cache.
-    pub fn token_cache(&self, mode: TokenMode, hit: bool) {
+    pub fn token_cache(&self, mode: IdentityKind, hit: bool) {
         let labels = labels::TokenCache {
-            mode: mode.as_str(),
+            mode: mode.label(),
             result: if hit { "hit" } else { "miss" },
         };
         self.families.token_cache.get_or_create(&labels).inc();
@@ -299,19 +300,6 @@ pub fn encode(registry: &Registry) -> String {
     text
 }
 
-impl From<crate::auth::Mode> for TokenMode {
-    fn from(mode: crate::auth::Mode) -> Self {
-        use crate::auth::Mode;
-        match mode {
-            Mode::WorkloadIdentity => Self::WorkloadIdentity,
-            Mode::ServicePrincipal => Self::ServicePrincipal,
-            Mode::VmManagedIdentity => Self::VmManagedIdentity,
-            Mode::PodIdentity => Self::PodIdentity,
-            Mode::IdentityBinding => Self::TokenProxy,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,9 +365,9 @@ mod tests {
     #[test]
     fn our_counters_are_prefixed() {
         let text = scrape(|m| {
-            m.token_request(TokenMode::WorkloadIdentity, None);
-            m.token_request(TokenMode::ServicePrincipal, Some("AADSTS7000215".into()));
-            m.token_cache(TokenMode::WorkloadIdentity, true);
+            m.token_request(IdentityKind::WorkloadIdentity, None);
+            m.token_request(IdentityKind::ServicePrincipal, Some("AADSTS7000215".into()));
+            m.token_cache(IdentityKind::WorkloadIdentity, true);
             m.http_request(Service::KeyVault, Some(429));
             m.http_request(Service::Aad, None);
             m.retry(Service::KeyVault);

@@ -1,4 +1,4 @@
-//! Fuzz target `chain`: see `akv_csi_provider::fuzzing::chain`.
+//! Fuzz target `chain`: see `akv_fuzz_checks::chain`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::chain(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::chain(data));

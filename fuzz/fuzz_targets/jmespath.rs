@@ -1,4 +1,4 @@
-//! Fuzz target `jmespath`: see `akv_csi_provider::fuzzing::jmespath`.
+//! Fuzz target `jmespath`: see `akv_fuzz_checks::jmespath`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::jmespath(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::jmespath(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `jwk`: see `akv_csi_provider::fuzzing::jwk`.
+//! Fuzz target `jwk`: see `akv_fuzz_checks::jwk`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::jwk(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::jwk(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `keyvault`: see `akv_csi_provider::fuzzing::keyvault`.
+//! Fuzz target `keyvault`: see `akv_fuzz_checks::keyvault`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::keyvault(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::keyvault(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `objects`: see `akv_csi_provider::fuzzing::objects`.
+//! Fuzz target `objects`: see `akv_fuzz_checks::objects`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::objects(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::objects(data));

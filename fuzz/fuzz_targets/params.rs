@@ -1,4 +1,4 @@
-//! Fuzz target `params`: see `akv_csi_provider::fuzzing::params`.
+//! Fuzz target `params`: see `akv_fuzz_checks::params`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::params(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::params(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `pem`: see `akv_csi_provider::fuzzing::pem`.
+//! Fuzz target `pem`: see `akv_fuzz_checks::pem`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::pem(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::pem(data));

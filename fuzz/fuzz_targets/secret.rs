@@ -1,4 +1,4 @@
-//! Fuzz target `secret`: see `akv_csi_provider::fuzzing::secret`.
+//! Fuzz target `secret`: see `akv_fuzz_checks::secret`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::secret(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::secret(data));

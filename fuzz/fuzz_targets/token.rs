@@ -1,4 +1,4 @@
-//! Fuzz target `token`: see `akv_csi_provider::fuzzing::token`.
+//! Fuzz target `token`: see `akv_fuzz_checks::token`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_csi_provider::fuzzing::token(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_fuzz_checks::token(data));

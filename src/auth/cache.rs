@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::{AuthError, Mode};
+use super::AuthError;
+use crate::params::IdentityKind;
 use crate::budget::Context;
 use crate::shared::{Cache, Role, SingleFlight};
 use crate::token::AccessToken;
@@ -41,7 +42,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// What identifies a token. `Debug` shows a digest prefix only.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    pub mode: Mode,
+    pub mode: IdentityKind,
     /// Authority host, IMDS or NMI base URL, or token proxy URL.
     pub authority: String,
     pub tenant_id: String,
@@ -264,7 +265,7 @@ mod tests {
 
     fn key(credential: &str) -> CacheKey {
         CacheKey {
-            mode: Mode::WorkloadIdentity,
+            mode: IdentityKind::WorkloadIdentity,
             authority: "https://login.microsoftonline.com/".into(),
             tenant_id: "t".into(),
             identity: "c".into(),
@@ -354,7 +355,7 @@ mod tests {
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                Err::<Fetched, _>(AuthError::internal(Mode::WorkloadIdentity, "boom"))
+                Err::<Fetched, _>(AuthError::internal(IdentityKind::WorkloadIdentity, "boom"))
             }
         };
         let (a, b) = tokio::join!(

@@ -8,7 +8,8 @@
 use secrecy::ExposeSecret;
 
 use super::cache::CacheKey;
-use super::{Mode, aad, imds, jwt_expiry, pod_identity};
+use super::{aad, imds, jwt_expiry, pod_identity};
+use crate::params::IdentityKind;
 use crate::cloud::Cloud;
 use crate::params::{Identity, PodInfo, ServiceAccountToken};
 use std::time::SystemTime;
@@ -68,7 +69,7 @@ pub(super) fn plan(target: &Target<'_>, identity: &Identity, pod: &PodInfo) -> P
 
 /// The pod's service-account token exchanged at Entra ID.
 fn workload_identity(target: &Target<'_>, client_id: &str, token: &ServiceAccountToken) -> Plan {
-    let mode = Mode::WorkloadIdentity;
+    let mode = IdentityKind::WorkloadIdentity;
     let credential = aad::Credential::Assertion(token.token.clone());
     let (key, request) = aad_request(target, mode, client_id, credential);
     let url = aad::endpoint(target.cloud.authority_host(), target.tenant_id);
@@ -87,7 +88,7 @@ fn service_principal(
     client_id: &str,
     client_secret: &secrecy::SecretString,
 ) -> Plan {
-    let mode = Mode::ServicePrincipal;
+    let mode = IdentityKind::ServicePrincipal;
     let credential = aad::Credential::Secret(client_secret.clone());
     let (key, request) = aad_request(target, mode, client_id, credential);
     let url = aad::endpoint(target.cloud.authority_host(), target.tenant_id);
@@ -102,7 +103,7 @@ fn service_principal(
 
 /// The pod's token exchanged through the AKS token proxy.
 fn identity_binding(target: &Target<'_>, client_id: &str, token: &ServiceAccountToken) -> Plan {
-    let mode = Mode::IdentityBinding;
+    let mode = IdentityKind::IdentityBinding;
     let credential = aad::Credential::Assertion(token.token.clone());
     let (mut key, request) = aad_request(target, mode, client_id, credential);
     key.authority = target.token_proxy.to_owned();
@@ -117,7 +118,7 @@ fn identity_binding(target: &Target<'_>, client_id: &str, token: &ServiceAccount
 
 /// IMDS, system- or user-assigned.
 fn vm_managed_identity(target: &Target<'_>, user_assigned_identity_id: &str) -> Plan {
-    let mode = Mode::VmManagedIdentity;
+    let mode = IdentityKind::VmManagedIdentity;
     let request = imds::ImdsRequest {
         base: target.imds.to_owned(),
         resource: target.cloud.keyvault_resource().to_owned(),
@@ -145,7 +146,7 @@ fn vm_managed_identity(target: &Target<'_>, user_assigned_identity_id: &str) -> 
 
 /// aad-pod-identity's NMI, per pod.
 fn pod_identity(target: &Target<'_>, pod: &PodInfo) -> Plan {
-    let mode = Mode::PodIdentity;
+    let mode = IdentityKind::PodIdentity;
     let request = pod_identity::NmiRequest {
         base: target.nmi.to_owned(),
         resource: target.cloud.keyvault_resource().to_owned(),
@@ -179,7 +180,7 @@ fn pod_identity(target: &Target<'_>, pod: &PodInfo) -> Plan {
 /// The cache key and the Entra ID request of a client-credentials mode.
 fn aad_request(
     target: &Target<'_>,
-    mode: Mode,
+    mode: IdentityKind,
     client_id: &str,
     credential: aad::Credential,
 ) -> (CacheKey, aad::TokenRequest) {
@@ -205,7 +206,7 @@ fn aad_request(
 }
 
 /// `<mode> (tenant …, client id …)`.
-fn described(target: &Target<'_>, mode: Mode, client_id: &str) -> String {
+fn described(target: &Target<'_>, mode: IdentityKind, client_id: &str) -> String {
     format!(
         "{mode} (tenant {}, client id {client_id})",
         target.tenant_id

@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-use crate::params::go_quote;
+use crate::go::quote as go_quote;
 
 /// The name that selects an environment file instead of the table.
 pub const AZURE_STACK_CLOUD: &str = "AzureStackCloud";

@@ -52,6 +52,7 @@ impl ErrorCode {
         code.map_or_else(Self::none, Self::new)
     }
 
+    /// The code as a label value.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -139,30 +140,6 @@ pub struct ObjectTypeLabel {
     pub object_type: &'static str,
 }
 
-/// The identity a token is for, as a label value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TokenMode {
-    WorkloadIdentity,
-    ServicePrincipal,
-    VmManagedIdentity,
-    PodIdentity,
-    TokenProxy,
-}
-
-// === impl TokenMode ===
-
-impl TokenMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WorkloadIdentity => "workload_identity",
-            Self::ServicePrincipal => "service_principal",
-            Self::VmManagedIdentity => "vm_managed_identity",
-            Self::PodIdentity => "pod_identity",
-            Self::TokenProxy => "token_proxy",
-        }
-    }
-}
-
 /// Which Azure service an outbound request went to, from its URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -197,6 +174,7 @@ impl Service {
         }
     }
 
+    /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::KeyVault => "keyvault",

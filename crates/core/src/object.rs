@@ -212,6 +212,7 @@ impl ObjectType {
         }
     }
 
+    /// The name upstream uses (`secret`, `key`, `cert`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Secret => "secret",
@@ -275,6 +276,7 @@ impl FileMode {
         }
     }
 
+    /// The permission bits.
     pub const fn bits(self) -> u32 {
         self.0
     }
@@ -462,7 +464,9 @@ fn context(object_type: &str, name: &str, version: &str) -> String {
 fn extensions(spec: &ObjectSpec, object_type: ObjectType) -> Result<Extensions, ObjectError> {
     let optional = match spec.optional.as_str() {
         "" => false,
-        s => parse_go_bool(s).ok_or_else(|| ObjectError::InvalidOptional(s.to_owned()))?,
+        s => crate::go::parse_bool(s)
+            .ok()
+            .ok_or_else(|| ObjectError::InvalidOptional(s.to_owned()))?,
     };
     let keyvault_name = match spec.keyvault_name.as_str() {
         "" => None,
@@ -477,15 +481,6 @@ fn extensions(spec: &ObjectSpec, object_type: ObjectType) -> Result<Extensions, 
         optional,
         jmes_path,
     })
-}
-
-/// Go's `strconv.ParseBool`, as for the SecretProviderClass's own flags.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Validates `jmesPath`: secrets only, one version, bounded entries, each

@@ -11,6 +11,11 @@
 //! `der` (the DER we write), `jwk` (keys), `pkcs12` (PFX reading), `pfx`
 //! (PFX writing), `private_key` (PKCS#8 as upstream writes it), `chain`
 //! (leaf → root), `jmes_path` (JSON extraction).
+//!
+//! Public on purpose: [`render()`] and its types, and the format building
+//! blocks `chain`, `jwk`, `pem`, `pkcs12` and `private_key`, which the fuzz
+//! targets and property tests drive directly. `der`, `pfx` and `jmes_path`
+//! are reached through [`render()`] only.
 
 pub mod chain;
 mod der;
@@ -237,7 +242,7 @@ pub fn render(
         }
         Fetched::Key { version, jwk } => (version, Zeroizing::new(jwk::public_key_pem(&jwk)?)),
         Fetched::Certificate { version, cer } => {
-            let der = go_std_base64(cer.as_bytes())
+            let der = crate::go::std_base64_decode(cer.as_bytes())
                 .map_err(|offset| RenderError::CertificateBase64 { offset })?;
             (version, pem::encode(pem::CERTIFICATE, &der))
         }
@@ -318,7 +323,8 @@ fn pkcs12_to_pem(
     options: RenderOptions,
     warnings: &mut Vec<String>,
 ) -> Result<Zeroizing<Vec<u8>>, RenderError> {
-    let pfx = go_std_base64(base64_pfx).map_err(|offset| RenderError::Base64 { offset })?;
+    let pfx = crate::go::std_base64_decode(base64_pfx)
+        .map_err(|offset| RenderError::Base64 { offset })?;
     let contents = guarded("PKCS#12", || pkcs12::decode(&pfx))??;
     let mut out = Zeroizing::new(Vec::with_capacity(pfx.len() * 2));
     for key in &contents.keys {
@@ -373,52 +379,9 @@ fn encode(
     match encoding {
         ObjectEncoding::Utf8 => Ok(raw),
         ObjectEncoding::Base64 => {
-            go_std_base64(&raw).map_err(|offset| RenderError::Base64 { offset })
+            crate::go::std_base64_decode(&raw).map_err(|offset| RenderError::Base64 { offset })
         }
         ObjectEncoding::Hex => decode_hex(&raw),
-    }
-}
-
-/// Go's `base64.StdEncoding`: standard alphabet, padding required,
-/// non-zero trailing bits accepted.
-const GO_STD_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical)
-        .with_decode_allow_trailing_bits(true),
-);
-
-/// Go's `base64.StdEncoding.DecodeString`, which skips CR and LF (so a
-/// value wrapped at 76 columns decodes). The error is the offset of the
-/// bad input byte in `raw`.
-fn go_std_base64(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, usize> {
-    if !raw.iter().any(|b| matches!(b, b'\r' | b'\n')) {
-        return GO_STD_BASE64
-            .decode(raw)
-            .map(Zeroizing::new)
-            .map_err(|e| base64_error_offset(&e, raw.len()));
-    }
-    let positions: Vec<usize> = (0..raw.len())
-        .filter(|&i| !matches!(raw[i], b'\r' | b'\n'))
-        .collect();
-    let clean: Zeroizing<Vec<u8>> = Zeroizing::new(positions.iter().map(|&i| raw[i]).collect());
-    GO_STD_BASE64
-        .decode(&clean)
-        .map(Zeroizing::new)
-        .map_err(|e| {
-            let offset = base64_error_offset(&e, clean.len());
-            positions.get(offset).copied().unwrap_or(raw.len())
-        })
-}
-
-/// The input offset a base64 error points at.
-fn base64_error_offset(e: &base64::DecodeError, len: usize) -> usize {
-    use base64::DecodeError as E;
-    match *e {
-        E::InvalidByte(offset, _) | E::InvalidLastSymbol(offset, _) => offset,
-        // Go points at the start of the incomplete final quantum.
-        E::InvalidLength(at) => at - at % 4,
-        E::InvalidPadding => len,
     }
 }
 

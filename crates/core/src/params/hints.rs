@@ -9,10 +9,12 @@
 
 use std::fmt;
 
+use crate::go::quote as go_quote;
+
 use super::{
     CLIENT_ID, CLOUD_ENV_FILE_NAME, CLOUD_NAME, KEYVAULT_NAME, OBJECTS, ParamsError,
     SECRET_PROVIDER_CLASS, StringMap, TENANT_ID, TENANT_ID_LEGACY, USE_AZURE_TOKEN_PROXY,
-    USE_POD_IDENTITY, USE_VM_MANAGED_IDENTITY, USER_ASSIGNED_IDENTITY_ID, go_quote,
+    USE_POD_IDENTITY, USE_VM_MANAGED_IDENTITY, USER_ASSIGNED_IDENTITY_ID,
 };
 
 /// What a parameter is about; an error shows hints of its own topic only.
@@ -95,10 +97,12 @@ impl Hints {
         Self(hints)
     }
 
+    /// No hint at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The hints, in order of preference.
     pub fn iter(&self) -> impl Iterator<Item = &KeyHint> {
         self.0.iter()
     }

@@ -108,7 +108,7 @@ fn field(value: Option<&str>, name: &'static str) -> Result<Vec<u8>, KeyError> {
     }
     URL_SAFE_LENIENT.decode(text).map_err(|e| KeyError::Base64 {
         field: name,
-        offset: super::base64_error_offset(&e, text.len()),
+        offset: crate::go::base64_error_offset(&e, text.len()),
     })
 }
 

@@ -194,7 +194,10 @@ fn decode_base64(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
             .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             .collect(),
     );
-    super::GO_STD_BASE64.decode(&clean).ok().map(Zeroizing::new)
+    crate::go::STD_BASE64
+        .decode(&clean)
+        .ok()
+        .map(Zeroizing::new)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -1,28 +1,29 @@
-//! Entry points for the fuzz targets in `fuzz/` (built with `--cfg
-//! fuzzing` by cargo-fuzz) and for replaying their corpora and crash
-//! regressions in `make test`. Compiled only in those two builds: the
-//! provider binary has none of it.
+//! The invariant checks behind the fuzz targets in `fuzz/` (cargo-fuzz)
+//! and the replay of their corpora and crash regressions in `make test`
+//! (`tests/corpus.rs`). Like ripgrep's fuzz targets calling `globset`, they
+//! use only public APIs: akv-core's parsers and renderers, and the
+//! provider crate's wire decoders (`keyvault::decode_*`,
+//! `auth::{aad,imds,pod_identity}::decode`, `auth::jwt_expiry`) and message
+//! limits (`server::one_line`).
 //!
 //! Each function takes raw bytes, drives one parser of untrusted input the
 //! way the provider does, and checks invariants that must hold for any
 //! input. A panic here is a finding: libFuzzer aborts on it, `make test`
-//! fails on it. Nothing is logged; no I/O.
+//! fails on it. Nothing is logged; no I/O. Test code only: the provider
+//! binary does not depend on this crate.
 
 use std::collections::BTreeSet;
 
+use akv_core::labels::ErrorCode;
+use akv_core::object::{
+    FileMode, JmesPathSpec, KeyVaultObject, MAX_VERSION_HISTORY, ObjectEncoding, ObjectFormat,
+    ObjectSpec, validate_file_name,
+};
+use akv_core::params::{self, MountParams, ParseOptions};
+use akv_core::render::{self, Fetched, Jwk, RenderOptions, Slot, chain, pem, pkcs12, private_key};
+use akv_csi_provider::auth::{self, aad, imds, pod_identity};
+use akv_csi_provider::{keyvault, server};
 use secrecy::SecretString;
-
-use crate::auth::{aad, imds, pod_identity};
-use crate::keyvault;
-use crate::metrics::ErrorCode;
-use crate::object::{KeyVaultObject, ObjectEncoding, ObjectFormat, validate_file_name};
-use crate::params::{self, MountParams, ParseOptions};
-use crate::render::{self, Fetched, Jwk, RenderOptions, Slot, chain, pem, pkcs12, private_key};
-
-#[cfg(test)]
-mod corpus;
-#[cfg(test)]
-mod properties;
 
 /// A fuzz target: any bytes in, no panic out.
 pub type Target = fn(&[u8]);
@@ -184,7 +185,7 @@ pub fn token(data: &[u8]) {
             }
         }
         _ => {
-            let _ = crate::auth::jwt_expiry(&String::from_utf8_lossy(body));
+            let _ = auth::jwt_expiry(&String::from_utf8_lossy(body));
         }
     }
 }
@@ -201,7 +202,7 @@ pub fn secret(data: &[u8]) {
         _ => Some("text/plain"),
     };
     let format = if selector & 0x10 != 0 { "pfx" } else { "pem" };
-    let spec = crate::object::ObjectSpec {
+    let spec = ObjectSpec {
         name: "s".into(),
         alias: "dir/s".into(),
         object_type: "secret".into(),
@@ -230,7 +231,7 @@ pub fn secret(data: &[u8]) {
     } else {
         Slot::Single
     };
-    let mode = crate::object::FileMode::DEFAULT;
+    let mode = FileMode::DEFAULT;
     match render::render(&object, slot, fetched, mode, options) {
         Ok(output) => {
             let mut paths = BTreeSet::new();
@@ -248,10 +249,10 @@ pub fn secret(data: &[u8]) {
 pub fn jmespath(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (path, value) = text.split_once('\0').unwrap_or((&text, "{}"));
-    let spec = crate::object::ObjectSpec {
+    let spec = ObjectSpec {
         name: "s".into(),
         object_type: "secret".into(),
-        jmes_path: vec![crate::object::JmesPathSpec {
+        jmes_path: vec![JmesPathSpec {
             path: path.trim().to_owned(),
             alias: "out".into(),
             file_permission: String::new(),
@@ -268,7 +269,7 @@ pub fn jmespath(data: &[u8]) {
         content_type: None,
         certificate_backed: false,
     };
-    let mode = crate::object::FileMode::DEFAULT;
+    let mode = FileMode::DEFAULT;
     match render::render(
         &object,
         Slot::Single,
@@ -291,7 +292,7 @@ fn check_params(parsed: &MountParams) {
     for object in &parsed.objects {
         assert_eq!(validate_file_name(object.file_name()), Ok(()));
         assert!(!object.name.is_empty());
-        assert!(object.version_history <= crate::object::MAX_VERSION_HISTORY);
+        assert!(object.version_history <= MAX_VERSION_HISTORY);
         assert!(files.insert(object.file_name().to_owned()), "unique files");
     }
     // `Debug` of the parsed request (logged nowhere, but it must not panic).
@@ -304,9 +305,9 @@ fn check_error(message: &str, code: &str) {
     let code = ErrorCode::new(code.to_owned());
     let code = code.as_str();
     assert!(!code.is_empty() && code.len() <= 48, "{code:?}");
-    let shown = crate::server::one_line(message);
+    let shown = server::one_line(message);
     assert!(!shown.contains(['\n', '\r']), "{shown:?}");
-    assert!(shown.len() <= crate::server::MAX_MESSAGE_BYTES);
+    assert!(shown.len() <= server::MAX_MESSAGE_BYTES);
 }
 
 /// Errors about an Azure answer are one bounded line by construction: a

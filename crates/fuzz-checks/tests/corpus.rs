@@ -5,7 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::TARGETS;
+use akv_fuzz_checks::TARGETS;
+
+/// The repository's `fuzz/` directory.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -19,10 +24,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Replays every input under `fuzz/<kind>/<target>/`; how many.
 fn replay(kind: &str) -> usize {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join(kind);
+    let root = fuzz_dir().join(kind);
     let mut replayed = 0;
     for (name, target) in TARGETS {
         for file in inputs(&root.join(name)) {
@@ -44,7 +48,7 @@ fn seed_corpus_replays_without_a_panic() {
 
 #[test]
 fn crash_regressions_replay_without_a_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let root = fuzz_dir().join("regressions");
     for entry in std::fs::read_dir(&root).expect("fuzz/regressions exists") {
         let dir = entry.expect("entry").path();
         if dir.is_dir() {
@@ -60,13 +64,13 @@ fn crash_regressions_replay_without_a_panic() {
 
 #[test]
 fn every_target_has_a_fuzz_target_file() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets");
+    let dir = fuzz_dir().join("fuzz_targets");
     for (name, _) in TARGETS {
         let file = dir.join(format!("{name}.rs"));
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         assert!(
-            text.contains(&format!("akv_csi_provider::fuzzing::{name}(data)")),
-            "{} must call fuzzing::{name}",
+            text.contains(&format!("akv_fuzz_checks::{name}(data)")),
+            "{} must call akv_fuzz_checks::{name}",
             file.display()
         );
     }
