@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("orchestration", {"mount"}),
     ("I/O", {"reads", "auth", "keyvault"}),
     ("transport", {"http", "throttle"}),
-    ("bottom", {"metrics", "budget", "context", "coalesce", "toolkit", "cache", "proto"}),
+    ("bottom", {"metrics", "budget", "shared", "token", "proto"}),
 ]
 
 # Re-exported from akv-core by src/lib.rs: below every provider module.

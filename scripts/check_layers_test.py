@@ -44,12 +44,12 @@ CLEAN = {
     "src/reads.rs": "use crate::keyvault::KeyVault;\n",
     "src/keyvault.rs": "use crate::http::Http;\nuse crate::auth::AccessToken;\n",
     "src/auth.rs": "mod cache;\nuse crate::http::{self, Http};\n",
-    "src/auth/cache.rs": "use super::AccessToken;\nuse crate::coalesce::SingleFlight;\n",
+    "src/auth/cache.rs": "use super::AccessToken;\nuse crate::shared::SingleFlight;\n",
     "src/http.rs": "mod retrying;\nuse crate::metrics::Metrics;\n",
     "src/http/retrying.rs": "use crate::budget::Deadline;\nuse crate::retry::Policy;\n",
     "src/metrics.rs": "use crate::params::IdentityKind;\n",
     "src/budget.rs": "",
-    "src/coalesce.rs": "",
+    "src/shared.rs": "",
     "crates/core/Cargo.toml": CORE_MANIFEST,
     "crates/core/src/lib.rs": "//! no tokio:: here, only in comments\npub mod params;\n",
     "crates/core/src/params.rs": "use std::collections::BTreeMap;\n",
@@ -92,7 +92,7 @@ class CheckLayers(unittest.TestCase):
         self.assertEqual(run_main(root), 1)
 
     def test_a_cycle_through_a_group_import_fails(self) -> None:
-        found = errors({"src/auth/cache.rs": "use crate::{\n    coalesce,\n    keyvault::Bundle,\n};\n"})
+        found = errors({"src/auth/cache.rs": "use crate::{\n    shared,\n    keyvault::Bundle,\n};\n"})
         self.assertTrue(any("import cycle between auth, keyvault" in e for e in found), found)
 
     def test_an_upward_import_fails(self) -> None:
