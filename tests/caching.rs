@@ -183,7 +183,8 @@ async fn concurrent_identical_mounts_make_one_token_request() {
     }
     let counters = harness.fake.counters();
     assert_eq!(counters.token_requests_total(), 1, "{counters:?}");
-    // One token, so one identity: the twelve reads coalesce (tests/load.rs).
+    // One token, so one identity: the twelve reads coalesce (see
+    // `identical_concurrent_reads_of_one_identity_make_one_request` below).
     assert!(counters.keyvault_requests_total() < 12, "{counters:?}");
 }
 
