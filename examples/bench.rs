@@ -130,10 +130,9 @@ fn spc_for(n: usize) -> driver::SecretProviderClass {
             "  - |\n    objectName: s{i}\n    objectType: secret\n"
         );
     }
-    let mut spc = driver::SecretProviderClass::from_yaml(include_str!(
-        "../deploy/examples/secretproviderclass.yaml"
-    ))
-    .expect("the example SPC parses");
+    let mut spc =
+        driver::spc_from_yaml(include_str!("../deploy/examples/secretproviderclass.yaml"))
+            .expect("the example SPC parses");
     spc.parameters.insert("objects".into(), objects);
     spc
 }

@@ -64,7 +64,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let options = options()?;
-    let spc = driver::SecretProviderClass::from_file(&options.spc)?;
+    let spc = driver::spc_from_file(&options.spc)?;
     let token = driver::ServiceAccountToken {
         audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
         token: fake_azure::mint_service_account_token(

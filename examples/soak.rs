@@ -241,10 +241,9 @@ fn pod(i: usize) -> (driver::Pod, driver::ServiceAccountToken) {
 }
 
 fn spc(objects: &str) -> driver::SecretProviderClass {
-    let mut spc = driver::SecretProviderClass::from_yaml(include_str!(
-        "../deploy/examples/secretproviderclass.yaml"
-    ))
-    .expect("the example SPC parses");
+    let mut spc =
+        driver::spc_from_yaml(include_str!("../deploy/examples/secretproviderclass.yaml"))
+            .expect("the example SPC parses");
     spc.parameters.insert("objects".into(), objects.into());
     spc
 }

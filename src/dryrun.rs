@@ -1,6 +1,7 @@
 //! `akv-csi-provider mount`: a dry run of a SecretProviderClass from a
 //! laptop or CI. It builds the `MountRequest` the driver would send for a
-//! pod (SPC parameters, pod information, the service-account token or the
+//! pod (with `spc::driver_request`, as the tests' driver imitation does:
+//! SPC parameters, pod information, the service-account token or the
 //! nodePublishSecretRef secret) and passes it to the same `Provider::mount`
 //! the socket serves, in-process: same parsing, identity, Key Vault reads,
 //! rendering and error texts. The result is a table (path, mode, size,
@@ -21,13 +22,9 @@ use crate::app;
 use crate::cli::DryRunArgs;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::params::SERVICE_ACCOUNT_TOKENS;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::proto::{MountRequest, MountResponse};
-use crate::spc::{self, SecretProviderClass, SpcError};
-
-/// The mode the driver asks for (`permission: "420"`, 0644).
-const DRIVER_PERMISSION: &str = "420";
+use crate::spc::{self, PodInfo, SecretProviderClass, ServiceAccountToken, SpcError};
 
 /// Why the dry run failed.
 #[derive(Debug, Error)]
@@ -122,56 +119,67 @@ fn namespace(spc: &SecretProviderClass, given: Option<&str>) -> Result<String, D
     }
 }
 
-/// The `MountRequest` the driver would send: SPC parameters overlaid with
-/// the volume context (pod information, class name, tokens).
+/// The pod volume's name in the dry run's target path.
+const VOLUME: &str = "dry-run";
+
+/// The `MountRequest` the driver would send (`spc::driver_request`, the
+/// builder the tests' driver imitation uses too): SPC parameters overlaid
+/// with the volume context (pod information, `ephemeral`, class name,
+/// tokens), and the nodePublishSecretRef secret when given.
 fn request(
     spc: &SecretProviderClass,
     namespace: &str,
     args: &DryRunArgs,
 ) -> Result<MountRequest, DryRunError> {
-    let mut attributes = spc.parameters.clone();
+    let mut spc = spc.clone();
     if args.use_vm_managed_identity {
-        attributes.insert("useVMManagedIdentity".into(), "true".into());
+        spc.parameters
+            .insert("useVMManagedIdentity".into(), "true".into());
     }
-    let pod = [
-        ("csi.storage.k8s.io/pod.name", args.pod.as_str()),
-        ("csi.storage.k8s.io/pod.namespace", namespace),
-        ("csi.storage.k8s.io/pod.uid", args.pod_uid.as_str()),
-        (
-            "csi.storage.k8s.io/serviceAccount.name",
-            args.service_account.as_str(),
-        ),
-        ("secretProviderClass", spc.name.as_str()),
-    ];
-    for (key, value) in pod {
-        attributes.insert(key.into(), value.into());
-    }
+    let pod = PodInfo {
+        namespace,
+        name: &args.pod,
+        uid: &args.pod_uid,
+        service_account: &args.service_account,
+        volume: VOLUME,
+    };
+    let mut tokens = Vec::new();
     if let Some(path) = &args.token_file {
         let mut token = read_secret("--token-file", path)?;
-        let tokens = serde_json::json!({
-            &args.token_audience: {"token": token.trim(), "expirationTimestamp": ""}
+        tokens.push(ServiceAccountToken {
+            audience: args.token_audience.clone(),
+            token: token.trim().to_owned(),
+            expiration: String::new(),
         });
         token.zeroize();
-        attributes.insert(SERVICE_ACCOUNT_TOKENS.into(), tokens.to_string());
     }
-    let secrets = match (&args.client_id, &args.client_secret_file) {
+    let mut secrets = match (&args.client_id, &args.client_secret_file) {
         (Some(id), Some(path)) => {
             let mut secret = read_secret("--client-secret-file", path)?;
             let map = BTreeMap::from([
-                ("clientid", id.as_str()),
-                ("clientsecret", secret.trim_end_matches(['\r', '\n'])),
+                ("clientid".to_owned(), id.clone()),
+                (
+                    "clientsecret".to_owned(),
+                    secret.trim_end_matches(['\r', '\n']).to_owned(),
+                ),
             ]);
-            let json = serde_json::to_string(&map).unwrap_or_default();
             secret.zeroize();
-            json
+            Some(map)
         }
-        _ => "null".to_owned(),
+        _ => None,
     };
+    let parts = spc::driver_request(&spc, &pod, &tokens, secrets.as_ref());
+    for token in &mut tokens {
+        token.token.zeroize();
+    }
+    for value in secrets.iter_mut().flat_map(|map| map.values_mut()) {
+        value.zeroize();
+    }
     Ok(MountRequest {
-        attributes: serde_json::to_string(&attributes).unwrap_or_default(),
-        secrets,
-        target_path: "/dry-run".to_owned(),
-        permission: DRIVER_PERMISSION.to_owned(),
+        attributes: parts.attributes,
+        secrets: parts.secrets,
+        target_path: parts.target_path,
+        permission: parts.permission,
         current_object_version: Vec::new(),
     })
 }
@@ -328,6 +336,7 @@ mod tests {
             namespace: Some("a".into()),
             provider: "azure".into(),
             parameters: BTreeMap::new(),
+            secret_objects: Vec::new(),
         };
         assert_eq!(namespace(&spc, None).unwrap(), "a");
         assert_eq!(namespace(&spc, Some("a")).unwrap(), "a");

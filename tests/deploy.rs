@@ -6,8 +6,8 @@
 
 use fake_azure::Seed;
 
-use crate::driver::{self, Pod, SecretProviderClass};
-use crate::util::{Harness, ISSUER};
+use crate::support::driver::{self, Pod, SecretProviderClass};
+use crate::support::harness::{Harness, ISSUER};
 
 const E2E_SEED: &str = include_str!("../deploy/e2e/seed.json");
 const SYNC_SPC: &str = include_str!("../deploy/examples/secretproviderclass-sync.yaml");
@@ -31,7 +31,7 @@ fn documents(text: &str) -> Vec<&str> {
 }
 
 fn spc(text: &str) -> SecretProviderClass {
-    SecretProviderClass::from_yaml(text).expect("SecretProviderClass parses")
+    crate::support::driver::spc_from_yaml(text).expect("SecretProviderClass parses")
 }
 
 /// A pod of the azure.bats scenarios: service account `default`.
@@ -47,7 +47,7 @@ fn bats_pod(namespace: &str) -> Pod {
 #[tokio::test]
 async fn blog_examples_mount_with_the_e2e_seed() {
     let harness = Harness::start_with(e2e_seed(), &[]).await;
-    for text in [crate::util::BLOG_SPC, SYNC_SPC] {
+    for text in [crate::support::harness::BLOG_SPC, SYNC_SPC] {
         let spc = spc(text);
         let response = harness
             .mount_spc(&spc, &Pod::blog())

@@ -12,8 +12,8 @@ use fake_azure::{
 };
 use tempfile::TempDir;
 
-use crate::driver::WORKLOAD_IDENTITY_AUDIENCE;
-use crate::util::{BLOG_SPC, ISSUER, run_binary};
+use crate::support::driver::WORKLOAD_IDENTITY_AUDIENCE;
+use crate::support::harness::{BLOG_SPC, ISSUER, run_binary};
 
 /// The fake, its CA and a working directory for input files.
 struct Setup {

@@ -10,9 +10,9 @@ use fake_azure::{
     BLOG_CLIENT_ID, BLOG_TENANT_ID, CertificateSeed, Limit, SecretSeed, Target, VaultSeed,
 };
 
-use crate::driver::Pod;
-use crate::util::Harness;
-use crate::util::{failure, files, ids};
+use crate::support::driver::Pod;
+use crate::support::harness::Harness;
+use crate::support::harness::{failure, files, ids};
 
 const VAULT: &str = "kv-blogpost-jx01";
 const OTHER_VAULT: &str = "kv-shared-jx02";

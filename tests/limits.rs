@@ -5,8 +5,8 @@
 
 use fake_azure::{SecretSeed, Seed};
 
-use crate::driver::Pod;
-use crate::util::{Harness, ISSUER};
+use crate::support::driver::Pod;
+use crate::support::harness::{Harness, ISSUER};
 
 /// The blog seed plus secrets of the given sizes, `big0`, `big1`, ….
 fn seed_with(sizes: &[usize]) -> Seed {

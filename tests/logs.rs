@@ -6,15 +6,21 @@
 //! half or reset mid-body by Entra ID, IMDS, NMI and Key Vault).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use akv_csi_provider::proto::MountRequest;
 use fake_azure::{BLOG_CLIENT_ID, BLOG_CLIENT_SECRET, BLOG_SECRET_VALUE, Seed};
 
-use crate::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
-use crate::util::{BLOG_SPC, Harness, ISSUER, log_field};
+use crate::support::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
+use crate::support::harness::{BLOG_SPC, Harness, ISSUER, log_field};
+use crate::support::identities::{
+    MI_SYSTEM, MI_USER_1, POD_MI, ib_spc, ib_tokens, sp_secrets, spc, start_ib, wi_token,
+};
+
+const VAULT: &str = fake_azure::BLOG_VAULT;
 
 fn blog_spc() -> SecretProviderClass {
-    SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses")
+    crate::support::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses")
 }
 
 async fn start_with(args: &[&str]) -> Harness {
@@ -533,4 +539,171 @@ async fn no_canary_in_text_output_on_any_failure_path() {
 #[tokio::test]
 async fn no_canary_in_json_output_on_any_failure_path() {
     assert_no_canary_leaks_on_any_path(&["-v=10", "--log-format-json"]).await;
+}
+
+// === no secret in logs, per identity mode ===
+
+#[tokio::test]
+async fn no_token_or_secret_in_logs_at_highest_verbosity() {
+    let harness = Harness::start_with(
+        fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER),
+        &["-v=9"],
+    )
+    .await;
+    harness
+        .fake
+        .set_secret(
+            VAULT,
+            "MySecretPassword",
+            "distinctive-secret-value-93",
+            None,
+        )
+        .unwrap();
+    let pod = Pod::blog();
+    let token = harness.token(&pod.namespace, &pod.service_account);
+    let attributes =
+        crate::support::driver::attributes(&blog_spc(), &pod, std::slice::from_ref(&token));
+    harness
+        .mount_raw(crate::support::driver::mount_request(
+            attributes, None, &pod,
+        ))
+        .await
+        .expect("mount succeeds");
+    // A failing mount too, so error paths are logged.
+    let bad = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: nope\n    objectType: secret\n",
+    );
+    let _ = harness.mount_spc(&bad, &pod).await;
+    let logs = harness.logs();
+    assert!(
+        logs.contains("mount succeeded"),
+        "the mount is logged: {logs}"
+    );
+    assert!(
+        !logs.contains("distinctive-secret-value-93"),
+        "secret value leaked:\n{logs}"
+    );
+    let signature = token.token.rsplit('.').next().unwrap();
+    assert!(
+        !logs.contains(signature),
+        "service-account token leaked:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn no_token_in_logs_or_errors_for_any_mode() {
+    let sni = format!(
+        "--sni-name={}",
+        fake_azure::identity_binding_server_name(fake_azure::CLUSTER_ID)
+    );
+    let harness = start_ib(&["-v=9", &sni], true).await;
+    let fake = &harness.fake;
+    fake.set_vm_identities(Some(MI_SYSTEM), &[MI_USER_1])
+        .unwrap();
+    let pod = Pod::blog();
+    fake.bind_pod_identity(&pod.namespace, &pod.name, POD_MI)
+        .unwrap();
+    let wi = wi_token(3600);
+    let ib = ib_tokens();
+    let secrets = sp_secrets(fake_azure::BLOG_CLIENT_SECRET);
+    let mut errors: Vec<String> = Vec::new();
+    let error_of = |result: Result<akv_csi_provider::proto::MountResponse, tonic::Status>| {
+        result.err().map(|status| status.message().to_owned())
+    };
+    // Successes in every mode.
+    errors.extend(error_of(
+        harness
+            .mount_with(&spc(&[]), std::slice::from_ref(&wi), None)
+            .await,
+    ));
+    errors.extend(error_of(
+        harness
+            .mount_with(&spc(&[("clientID", "")]), &[], Some(&secrets))
+            .await,
+    ));
+    let mi = spc(&[("clientID", ""), ("useVMManagedIdentity", "true")]);
+    errors.extend(error_of(harness.mount_with(&mi, &[], None).await));
+    let pi = spc(&[("clientID", ""), ("usePodIdentity", "true")]);
+    errors.extend(error_of(harness.mount_with(&pi, &[], None).await));
+    errors.extend(error_of(harness.mount_with(&ib_spc(), &ib, None).await));
+    assert!(errors.is_empty(), "every mode mounts: {errors:?}");
+    // Failures in every mode, after tokens were issued.
+    let missing = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: NoSuchSecret\n    objectType: secret\n",
+    );
+    errors.extend(error_of(
+        harness
+            .mount_with(&missing, std::slice::from_ref(&wi), None)
+            .await,
+    ));
+    let bad_secret = sp_secrets("wrong-secret-value-7781");
+    errors.extend(error_of(
+        harness
+            .mount_with(&spc(&[("clientID", "")]), &[], Some(&bad_secret))
+            .await,
+    ));
+    let unknown_mi = spc(&[
+        ("clientID", ""),
+        ("useVMManagedIdentity", "true"),
+        (
+            "userAssignedIdentityID",
+            "00000000-0000-0000-0000-000000000009",
+        ),
+    ]);
+    errors.extend(error_of(harness.mount_with(&unknown_mi, &[], None).await));
+    let wrong_sa = Pod {
+        service_account: "default".into(),
+        ..Pod::blog()
+    };
+    let wrong_token = fake_azure::mint_service_account_token(
+        ISSUER,
+        "blog-post",
+        "default",
+        driver::WORKLOAD_IDENTITY_AUDIENCE,
+        Duration::from_secs(3600),
+    );
+    errors.extend(error_of(
+        harness
+            .mount_as(
+                &wrong_sa,
+                &spc(&[]),
+                &[ServiceAccountToken {
+                    audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
+                    token: wrong_token.clone(),
+                    expiration: "2099-01-01T00:00:00Z".into(),
+                }],
+                None,
+            )
+            .await,
+    ));
+    assert_eq!(errors.len(), 4, "{errors:?}");
+
+    let issued = fake.issued_tokens();
+    assert!(
+        issued.len() >= 5,
+        "tokens from every endpoint: {}",
+        issued.len()
+    );
+    let logs = harness.logs();
+    assert!(logs.contains("mount succeeded") && logs.contains("mount failed"));
+    let mut secrets_to_hide: Vec<String> = issued;
+    for t in [&wi.token, &ib[0].token, &wrong_token] {
+        secrets_to_hide.push(t.clone());
+        secrets_to_hide.push(t.rsplit('.').next().unwrap().to_owned());
+        secrets_to_hide.push(t.split('.').nth(1).unwrap().to_owned());
+    }
+    secrets_to_hide.push(fake_azure::BLOG_CLIENT_SECRET.to_owned());
+    secrets_to_hide.push("wrong-secret-value-7781".to_owned());
+    for secret in &secrets_to_hide {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "leaked into logs: {secret}"
+        );
+        for error in &errors {
+            assert!(
+                !error.contains(secret.as_str()),
+                "leaked into an error: {error}"
+            );
+        }
+    }
 }

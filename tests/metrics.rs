@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use fake_azure::{Limit, Seed, Target};
 
-use crate::driver::{self, Pod, SecretProviderClass};
-use crate::util::{BLOG_SPC, Harness, ISSUER, http_get};
+use crate::support::driver::{self, Pod, SecretProviderClass};
+use crate::support::harness::{BLOG_SPC, Harness, ISSUER, http_get};
 
 fn blog_spc() -> SecretProviderClass {
-    SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses")
+    crate::support::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses")
 }
 
 async fn start_with(args: &[&str]) -> Harness {

@@ -1,17 +1,27 @@
-//! The blog walkthrough end to end, and the Mount contract: one file per
-//! object with the right path, mode and version; all-or-nothing failures
-//! whose messages name the object, the identity and the Azure error code.
+//! The blog walkthrough end to end, and the Mount contract: the parameters
+//! a mount reads (exact keys, Go booleans, pod information first), one file
+//! per object with its path, mode and object version, objects in
+//! declaration order, and all-or-nothing failures whose messages name the
+//! object, the identity and the Azure error code.
+
+use std::time::Duration;
+
+use base64::Engine as _;
 
 use tonic::Code;
 
-use crate::driver::{Pod, SecretProviderClass};
-use crate::util::{BLOG_SPC, Harness};
+use crate::support::driver::{Pod, SecretProviderClass};
+use crate::support::harness::{BLOG_SPC, Harness, failure, ids};
+use crate::support::objects::{B64, fixture, mount, objects, pfx_certificate};
+use crate::support::pods::{SECRET, error_message, spc_reading, start_with_secrets};
 
 const VAULT: &str = "kv-blogpost-jx01";
 
 fn blog_spc() -> SecretProviderClass {
-    SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses")
+    crate::support::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses")
 }
+
+// === the blog walkthrough ===
 
 #[tokio::test]
 async fn blog_walkthrough_mounts_my_secret_password() {
@@ -51,37 +61,233 @@ async fn blog_walkthrough_mounts_my_secret_password() {
 }
 
 #[tokio::test]
-async fn wrong_service_account_fails_with_aadsts70021() {
+async fn blog_sync_variant_feeds_secret_blog_post_password() {
     let harness = Harness::start().await;
+    let spc = crate::support::driver::spc_from_yaml(include_str!(
+        "../deploy/examples/secretproviderclass-sync.yaml"
+    ))
+    .unwrap();
+    let response = harness
+        .mount_spc(&spc, &Pod::blog())
+        .await
+        .expect("mount succeeds");
+    let synced =
+        crate::support::driver::synced_secrets(&spc, &response).expect("every key has its file");
+    assert_eq!(synced.len(), 1);
+    let (name, kind, data) = &synced[0];
+    assert_eq!(
+        (name.as_str(), kind.as_str()),
+        ("secret-blog-post", "Opaque")
+    );
+    assert_eq!(
+        data,
+        &vec![(
+            "Password".to_owned(),
+            fake_azure::BLOG_SECRET_VALUE.as_bytes().to_vec()
+        )]
+    );
+}
+
+// === parameters ===
+
+/// Keys are exact (case-sensitive), values trimmed, unknown
+/// keys ignored.
+#[tokio::test]
+async fn parameter_keys_are_exact_and_values_trimmed() {
+    let harness = Harness::start().await;
+    let mut spc = Harness::blog_spc_with_objects(&objects(&[
+        "objectName: MySecretPassword\nobjectType: secret",
+    ]));
+    spc.parameters
+        .insert("resourceGroup".into(), "ignored".into());
+    spc.parameters
+        .insert("subscriptionId".into(), "ignored".into());
+    let name = spc.parameters["keyvaultName"].clone();
+    spc.parameters
+        .insert("keyvaultName".into(), format!("  {name}\n"));
+    harness
+        .mount_spc(&spc, &Pod::blog())
+        .await
+        .expect("trimmed, unknown keys ignored");
+    spc.parameters.remove("keyvaultName");
+    spc.parameters.insert("KeyVaultName".into(), name);
+    let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
+    // Upstream's text first, then our hint (issue 4).
+    assert_eq!(
+        failure(&status),
+        "keyvaultName is not provided (did you mean \"keyvaultName\"? \"KeyVaultName\" \
+         is not a parameter; parameter names are case-sensitive)"
+    );
+}
+
+/// Go `ParseBool` semantics and error text.
+#[tokio::test]
+async fn booleans_use_go_parse_bool() {
+    let harness = Harness::start().await;
+    let mut spc = Harness::blog_spc_with_objects(&objects(&[
+        "objectName: MySecretPassword\nobjectType: secret",
+    ]));
+    spc.parameters.insert("usePodIdentity".into(), "F".into());
+    harness
+        .mount_spc(&spc, &Pod::blog())
+        .await
+        .expect("F is false");
+    spc.parameters.insert("usePodIdentity".into(), "yes".into());
+    let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
+    assert_eq!(
+        failure(&status),
+        "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"yes\": invalid syntax"
+    );
+}
+
+/// Pod name and namespace are required, checked first.
+#[tokio::test]
+async fn pod_name_and_namespace_are_checked_first() {
+    let harness = Harness::start().await;
+    let mut spc = Harness::blog_spc_with_objects("");
+    spc.parameters.remove("keyvaultName");
     let pod = Pod {
-        service_account: "default".into(),
+        name: String::new(),
         ..Pod::blog()
     };
-    let status = harness
-        .mount_spc(&blog_spc(), &pod)
-        .await
-        .expect_err("mount fails");
-    assert_eq!(status.code(), Code::Unknown);
-    let message = status.message();
-    assert!(
-        message.starts_with("failed to mount objects, error: "),
-        "{message}"
-    );
-    assert!(message.contains("AADSTS70021"), "{message}");
-    assert!(
-        message.contains(fake_azure::BLOG_TENANT_ID),
-        "names the tenant: {message}"
-    );
-    assert!(
-        message.contains(fake_azure::BLOG_CLIENT_ID),
-        "names the client id: {message}"
-    );
-    assert!(
-        message.contains("login.microsoftonline.com"),
-        "names the endpoint: {message}"
-    );
-    assert_eq!(harness.fake.counters().keyvault_requests_total(), 0);
+    let status = harness.mount_spc(&spc, &pod).await.unwrap_err();
+    assert_eq!(failure(&status), "pod name is not provided");
+    let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
+    assert_eq!(failure(&status), "keyvaultName is not provided");
 }
+
+/// An empty `array` mounts nothing, successfully, without
+/// any request.
+#[tokio::test]
+async fn an_empty_objects_array_mounts_nothing() {
+    let harness = Harness::start().await;
+    harness.fake.reset_counters();
+    let response = harness
+        .mount_spc(&Harness::blog_spc_with_objects("array: []\n"), &Pod::blog())
+        .await
+        .expect("empty mount succeeds");
+    assert!(response.files.is_empty() && response.object_version.is_empty());
+    assert_eq!(harness.fake.counters().token_requests_total(), 0);
+}
+
+/// Validation errors keep upstream's texts and wrapping.
+#[tokio::test]
+async fn validation_errors_use_upstream_texts() {
+    let harness = Harness::start().await;
+    for (entry, want) in [
+        (
+            "objectName: k\nobjectType: key\nobjectFormat: pfx",
+            "failed to get objectType:key, objectName:k, objectVersion:: PFX format only supported for objectType: secret",
+        ),
+        (
+            "objectName: c\nobjectType: cert\nobjectEncoding: base64",
+            "failed to get objectType:cert, objectName:c, objectVersion:: objectEncoding only supported for objectType: secret",
+        ),
+        (
+            "objectName: s\nobjectType: Secret",
+            "failed to get objectType:Secret, objectName:s, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
+        ),
+        (
+            "objectName: s\nobjectType: secret\nobjectFormat: der",
+            "failed to get objectType:secret, objectName:s, objectVersion:: invalid objectFormat: der, should be PEM or PFX",
+        ),
+        (
+            "objectName: s\nobjectType: secret\nobjectAlias: /etc/x",
+            "failed to get objectType:secret, objectName:s, objectVersion:: file name must be a relative path",
+        ),
+    ] {
+        let status = mount(&harness, &[entry]).await.unwrap_err();
+        assert_eq!(failure(&status), want);
+    }
+}
+
+// === files and object versions ===
+
+/// Path = alias, else name; mode = octal `filePermission`,
+/// else the request's; an invalid permission is an error (a deliberate
+/// difference: upstream used mode 0).
+#[tokio::test]
+async fn path_is_the_alias_and_mode_the_file_permission() {
+    let harness = Harness::start().await;
+    let response = mount(
+        &harness,
+        &[
+            "objectName: MySecretPassword\nobjectType: secret",
+            "objectName: MySecretPassword\nobjectType: secret\nobjectAlias: a/b\nfilePermission: \"755\"",
+        ],
+    )
+    .await
+    .unwrap();
+    let got: Vec<(&str, i32)> = response
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.mode))
+        .collect();
+    assert_eq!(got, vec![("MySecretPassword", 0o644), ("a/b", 0o755)]);
+    let status = mount(
+        &harness,
+        &["objectName: MySecretPassword\nobjectType: secret\nfilePermission: \"999\""],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        failure(&status).contains("invalid filePermission"),
+        "{}",
+        status.message()
+    );
+}
+
+/// One object version per file, `id = <type>/<name>`, version
+/// = the resolved Key Vault version id even when none was asked for.
+#[tokio::test]
+async fn one_object_version_per_file_with_the_resolved_version() {
+    let harness = Harness::start().await;
+    let v = harness
+        .fake
+        .set_secret(VAULT, "MySecretPassword", "x", None)
+        .unwrap();
+    let response = mount(
+        &harness,
+        &[
+            "objectName: MySecretPassword\nobjectType: secret\nobjectAlias: one",
+            "objectName: MySecretPassword\nobjectType: secret\nobjectAlias: two",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ids(&response),
+        vec![
+            ("secret/MySecretPassword".into(), v.clone()),
+            ("secret/MySecretPassword".into(), v)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn objects_come_back_in_declaration_order_whatever_order_they_arrive_in() {
+    let harness = start_with_secrets(4, &[]).await;
+    harness
+        .fake
+        .set_object_latency("s0", Duration::from_millis(600));
+    harness
+        .fake
+        .set_object_latency("s1", Duration::from_millis(300));
+    let response = harness
+        .mount_pod(&spc_reading(&["s0", "s1", "s2", "s3"]), 0)
+        .await
+        .expect("mount succeeds");
+    let paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["s0", "s1", "s2", "s3"]);
+    let ids: Vec<&str> = response
+        .object_version
+        .iter()
+        .map(|v| v.id.as_str())
+        .collect();
+    assert_eq!(ids, ["secret/s0", "secret/s1", "secret/s2", "secret/s3"]);
+}
+
+// === failures ===
 
 #[tokio::test]
 async fn missing_secret_names_the_object_and_code() {
@@ -131,78 +337,8 @@ async fn parent_directory_alias_is_rejected_before_any_request() {
 }
 
 #[tokio::test]
-async fn all_or_nothing_when_one_object_fails() {
-    let harness = Harness::start().await;
-    let spc = Harness::blog_spc_with_objects(
-        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n  - |\n    objectName: NoSuchSecret\n    objectType: secret\n",
-    );
-    let status = harness
-        .mount_spc(&spc, &Pod::blog())
-        .await
-        .expect_err("no partial mount");
-    assert!(
-        status.message().contains("objectName:NoSuchSecret"),
-        "{}",
-        status.message()
-    );
-}
-
-#[tokio::test]
-async fn versions_aliases_encodings_and_modes() {
-    let harness = Harness::start().await;
-    let old = harness
-        .fake
-        .set_secret(VAULT, "multi", "first", None)
-        .unwrap();
-    let new = harness
-        .fake
-        .set_secret(VAULT, "multi", "second", None)
-        .unwrap();
-    harness
-        .fake
-        .set_secret(VAULT, "b64", "aGVsbG8gd29ybGQ=", None)
-        .unwrap();
-    harness
-        .fake
-        .set_secret(VAULT, "hexed", "68657821", None)
-        .unwrap();
-    let objects = format!(
-        "array:\n\
-         \x20 - |\n    objectName: multi\n    objectType: secret\n    objectVersion: {old}\n    objectAlias: nested/dir/old\n\
-         \x20 - |\n    objectName: multi\n    objectType: secret\n    filePermission: \"0755\"\n\
-         \x20 - |\n    objectName: b64\n    objectType: secret\n    objectEncoding: base64\n\
-         \x20 - |\n    objectName: hexed\n    objectType: secret\n    objectEncoding: HEX\n"
-    );
-    let response = harness
-        .mount_spc(&Harness::blog_spc_with_objects(&objects), &Pod::blog())
-        .await
-        .expect("mount succeeds");
-    let files: Vec<_> = response
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.mode, f.contents.as_slice()))
-        .collect();
-    assert_eq!(
-        files,
-        vec![
-            ("nested/dir/old", 0o644, b"first".as_slice()),
-            ("multi", 0o755, b"second".as_slice()),
-            ("b64", 0o644, b"hello world".as_slice()),
-            ("hexed", 0o644, b"hex!".as_slice()),
-        ]
-    );
-    let versions: Vec<_> = response
-        .object_version
-        .iter()
-        .map(|v| (v.id.as_str(), v.version.as_str()))
-        .collect();
-    assert_eq!(versions[0], ("secret/multi", old.as_str()));
-    assert_eq!(versions[1], ("secret/multi", new.as_str()));
-}
-
-#[tokio::test]
 async fn identity_without_access_gets_forbidden() {
-    let mut seed = fake_azure::Seed::blog_walkthrough(crate::util::ISSUER);
+    let mut seed = fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER);
     seed.vaults[0].access.clear();
     let harness = Harness::start_with(seed, &[]).await;
     let status = harness
@@ -222,118 +358,99 @@ async fn identity_without_access_gets_forbidden() {
 }
 
 #[tokio::test]
-async fn no_token_or_secret_in_logs_at_highest_verbosity() {
-    let harness = Harness::start_with(
-        fake_azure::Seed::blog_walkthrough(crate::util::ISSUER),
-        &["-v=9"],
-    )
-    .await;
-    harness
-        .fake
-        .set_secret(
-            VAULT,
-            "MySecretPassword",
-            "distinctive-secret-value-93",
-            None,
-        )
-        .unwrap();
-    let pod = Pod::blog();
-    let token = harness.token(&pod.namespace, &pod.service_account);
-    let attributes = crate::driver::attributes(&blog_spc(), &pod, std::slice::from_ref(&token));
-    harness
-        .mount_raw(crate::driver::mount_request(attributes, None, &pod))
-        .await
-        .expect("mount succeeds");
-    // A failing mount too, so error paths are logged.
-    let bad = Harness::blog_spc_with_objects(
-        "array:\n  - |\n    objectName: nope\n    objectType: secret\n",
-    );
-    let _ = harness.mount_spc(&bad, &pod).await;
-    let logs = harness.logs();
-    assert!(
-        logs.contains("mount succeeded"),
-        "the mount is logged: {logs}"
-    );
-    assert!(
-        !logs.contains("distinctive-secret-value-93"),
-        "secret value leaked:\n{logs}"
-    );
-    let signature = token.token.rsplit('.').next().unwrap();
-    assert!(
-        !logs.contains(signature),
-        "service-account token leaked:\n{logs}"
-    );
-}
-
-#[tokio::test]
-async fn service_principal_from_node_publish_secret_ref() {
+async fn all_or_nothing_when_one_object_fails() {
     let harness = Harness::start().await;
-    let mut spc = blog_spc();
-    spc.parameters.remove("clientID");
-    let pod = Pod::blog();
-    let secrets: std::collections::BTreeMap<String, String> = [
-        ("ClientID".to_owned(), fake_azure::BLOG_CLIENT_ID.to_owned()),
-        (
-            "clientsecret".to_owned(),
-            fake_azure::BLOG_CLIENT_SECRET.to_owned(),
-        ),
-    ]
-    .into();
-    let attributes = crate::driver::attributes(&spc, &pod, &[]);
-    let response = harness
-        .mount_raw(crate::driver::mount_request(
-            attributes,
-            Some(&secrets),
-            &pod,
-        ))
-        .await
-        .expect("mount succeeds");
-    assert_eq!(
-        response.files[0].contents,
-        fake_azure::BLOG_SECRET_VALUE.as_bytes()
+    let spc = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n  - |\n    objectName: NoSuchSecret\n    objectType: secret\n",
     );
-    let counters = harness.fake.counters();
-    assert_eq!(
-        counters.token_requests_with(fake_azure::grant::CLIENT_SECRET, fake_azure::OUTCOME_OK),
-        1,
-        "{counters:?}"
-    );
-
-    // Without the secret ref, the upstream error text.
-    let attributes = crate::driver::attributes(&spc, &pod, &[]);
     let status = harness
-        .mount_raw(crate::driver::mount_request(attributes, None, &pod))
-        .await
-        .expect_err("no identity");
-    assert_eq!(
-        status.message(),
-        "failed to mount objects, error: failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set"
-    );
-}
-
-#[tokio::test]
-async fn blog_sync_variant_feeds_secret_blog_post_password() {
-    let harness = Harness::start().await;
-    let spc = SecretProviderClass::from_yaml(include_str!(
-        "../deploy/examples/secretproviderclass-sync.yaml"
-    ))
-    .unwrap();
-    let response = harness
         .mount_spc(&spc, &Pod::blog())
         .await
-        .expect("mount succeeds");
-    let synced = crate::driver::synced_secrets(&spc, &response).expect("every key has its file");
-    assert_eq!(synced.len(), 1);
-    let (name, kind, data) = &synced[0];
-    assert_eq!(
-        (name.as_str(), kind.as_str()),
-        ("secret-blog-post", "Opaque")
+        .expect_err("no partial mount");
+    assert!(
+        status.message().contains("objectName:NoSuchSecret"),
+        "{}",
+        status.message()
     );
+}
+
+/// Status Unknown, `failed to mount objects, error: ` prefix,
+/// per-object wrapping, and no partial mount (a bad key after good
+/// objects fails the whole mount). Hostile content (a corrupt PFX) is an
+/// error naming the object, never a crash.
+#[tokio::test]
+async fn failures_are_wrapped_and_all_or_nothing() {
+    let harness = Harness::start().await;
+    let mut corrupt = pfx_certificate("corrupt", "rsa-aes.pfx", "rsa/leaf.pem");
+    corrupt.secret_value = B64.encode(&fixture("rsa-aes.pfx")[..700]);
+    harness
+        .fake
+        .add_certificate_version(VAULT, corrupt)
+        .unwrap();
+    let status = mount(
+        &harness,
+        &[
+            "objectName: MySecretPassword\nobjectType: secret",
+            "objectName: corrupt\nobjectType: secret",
+        ],
+    )
+    .await
+    .unwrap_err();
+    let message = failure(&status);
+    assert!(
+        message.starts_with(
+            "failed to get objectType:secret, objectName:corrupt, objectVersion:: pkcs12: "
+        ),
+        "{message}"
+    );
+    let status = mount(
+        &harness,
+        &[
+            "objectName: MySecretPassword\nobjectType: secret",
+            "objectName: missing\nobjectType: key\nobjectVersionHistory: 3",
+        ],
+    )
+    .await
+    .unwrap_err();
+    let message = failure(&status);
+    assert!(
+        message.starts_with("failed to get objectType:key, objectName:missing, objectVersion:: keyvault kv-blogpost-jx01 answered 404 KeyNotFound"),
+        "{message}"
+    );
+    // The provider is still serving.
+    mount(
+        &harness,
+        &["objectName: MySecretPassword\nobjectType: secret"],
+    )
+    .await
+    .expect("still serving");
+}
+
+#[tokio::test]
+async fn the_first_error_cancels_the_other_requests() {
+    let harness = start_with_secrets(8, &["--max-concurrent-fetches=4"]).await;
+    // Warm connections first: on a cold host the first request goes alone
+    // and the others wait for its answer (http/warmup.rs).
+    harness
+        .mount_pod(&spc_reading(&[SECRET]), 99)
+        .await
+        .expect("mount");
+    harness.fake.reset_counters();
+    let slow = Duration::from_millis(1500);
+    for i in 0..8 {
+        harness.fake.set_object_latency(&format!("s{i}"), slow);
+    }
+    let names = ["s0", "missing", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    let message = error_message(harness.mount_pod(&spc_reading(&names), 0).await);
+    assert!(message.contains("objectName:missing"), "{message}");
+    // Had the mount waited for s0 (declared before the failing object),
+    // its read would have completed and been counted by now.
+    tokio::time::sleep(slow + Duration::from_millis(500)).await;
+    assert_eq!(harness.gets(404), 1);
     assert_eq!(
-        data,
-        &vec![(
-            "Password".to_owned(),
-            fake_azure::BLOG_SECRET_VALUE.as_bytes().to_vec()
-        )]
+        harness.gets(200),
+        0,
+        "the slow reads in flight were cancelled, the rest never sent: {:?}",
+        harness.fake.counters()
     );
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use fake_azure::{Seed, Target};
 
-use crate::driver::{self, Pod, SecretProviderClass};
-use crate::util::{BLOG_SPC, Harness, ISSUER, http_get, run_binary};
+use crate::support::driver::{self, Pod, SecretProviderClass};
+use crate::support::harness::{BLOG_SPC, Harness, ISSUER, http_get, run_binary};
 
 /// `deployment/provider-azure-installer.yaml` (v1.8.2) container args, less
 /// `--endpoint` (the harness points it at a temporary socket).
@@ -38,7 +38,7 @@ const CHART_ARGS: [&str; 8] = [
 const FREE_HEALTHZ_PORT: &str = "--healthz-port=0";
 
 fn blog_spc() -> SecretProviderClass {
-    SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses")
+    crate::support::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses")
 }
 
 async fn start_with(args: &[&str]) -> Harness {

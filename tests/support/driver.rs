@@ -1,8 +1,9 @@
 //! Imitates the Secrets Store CSI Driver (v1.6) on the provider's side of
-//! the socket: builds `MountRequest.attributes` from a SecretProviderClass
-//! YAML, pod information and service-account tokens exactly as the driver
-//! and kubelet do, dials the unix socket with `:authority` `localhost`, and
-//! writes returned files like the driver's writer would (for the demo).
+//! the socket: wraps the request `akv_csi_provider::spc::driver_request`
+//! builds from a SecretProviderClass, pod information and service-account
+//! tokens (the same builder as the dry run's) into a `MountRequest`, dials
+//! the unix socket with `:authority` `localhost`, and writes returned files
+//! and synced Secrets like the driver would (for the demo).
 //!
 //! Shared by the integration tests and `examples/driver.rs`.
 
@@ -13,11 +14,12 @@ use std::path::{Path, PathBuf};
 
 use akv_csi_provider::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use akv_csi_provider::proto::{MountRequest, MountResponse};
+use akv_csi_provider::spc;
 use anyhow::Context as _;
 use tonic::transport::{Channel, Endpoint};
 
 /// Audience of the workload-identity token request.
-pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub const WORKLOAD_IDENTITY_AUDIENCE: &str = akv_csi_provider::params::WORKLOAD_IDENTITY_AUDIENCE;
 
 /// The pod a mount is for.
 #[derive(Clone, Debug)]
@@ -40,146 +42,79 @@ impl Pod {
     }
 }
 
-/// A SecretProviderClass document: its name, `spec.parameters` and
-/// `spec.secretObjects`.
-#[derive(Clone, Debug)]
-pub struct SecretProviderClass {
-    pub name: String,
-    pub parameters: BTreeMap<String, String>,
-    pub secret_objects: Vec<SecretObject>,
-}
+pub use akv_csi_provider::spc::{SecretProviderClass, ServiceAccountToken};
 
-/// One `secretObjects` entry: a Kubernetes Secret built from mounted files.
-#[derive(Clone, Debug)]
-pub struct SecretObject {
-    pub secret_name: String,
-    pub secret_type: String,
-    /// (key in the Secret, file name in the mount)
-    pub data: Vec<(String, String)>,
-}
+/// The pod volume's name (part of kubelet's target path).
+pub const VOLUME: &str = "secrets-store-inline";
 
-impl SecretProviderClass {
-    /// Parses the YAML a user applies with kubectl.
-    pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).context("SecretProviderClass YAML")?;
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .context("metadata.name")?
-            .to_owned();
-        let raw = doc["spec"]["parameters"]
-            .as_mapping()
-            .context("spec.parameters")?;
-        let mut parameters = BTreeMap::new();
-        for (key, value) in raw {
-            let key = key.as_str().context("parameter key")?.to_owned();
-            let value = match value {
-                serde_yaml_ng::Value::String(s) => s.clone(),
-                other => serde_yaml_ng::to_string(other)?.trim().to_owned(),
-            };
-            parameters.insert(key, value);
+impl Pod {
+    /// What kubelet tells the driver about the pod and its volume.
+    pub fn info(&self) -> spc::PodInfo<'_> {
+        spc::PodInfo {
+            namespace: &self.namespace,
+            name: &self.name,
+            uid: &self.uid,
+            service_account: &self.service_account,
+            volume: VOLUME,
         }
-        let mut secret_objects = Vec::new();
-        for entry in doc["spec"]["secretObjects"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
-            let mut data = Vec::new();
-            for item in entry["data"].as_sequence().into_iter().flatten() {
-                let key = item["key"].as_str().context("secretObjects data key")?;
-                let object = item["objectName"]
-                    .as_str()
-                    .context("secretObjects data objectName")?;
-                data.push((key.to_owned(), object.to_owned()));
-            }
-            secret_objects.push(SecretObject {
-                secret_name: entry["secretName"]
-                    .as_str()
-                    .context("secretObjects secretName")?
-                    .to_owned(),
-                secret_type: entry["type"]
-                    .as_str()
-                    .context("secretObjects type")?
-                    .to_owned(),
-                data,
-            });
-        }
-        Ok(Self {
-            name,
-            parameters,
-            secret_objects,
-        })
-    }
-
-    /// Reads a SecretProviderClass file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-        Self::from_yaml(&text)
     }
 }
 
-/// A token kubelet requested for the pod (one per CSIDriver tokenRequest).
-#[derive(Clone, Debug)]
-pub struct ServiceAccountToken {
-    pub audience: String,
-    pub token: String,
-    pub expiration: String,
+/// Parses the SecretProviderClass YAML a user applies with kubectl (the
+/// provider's own reader, as the dry run uses it).
+pub fn spc_from_yaml(text: &str) -> anyhow::Result<SecretProviderClass> {
+    spc::parse(text).context("SecretProviderClass YAML")
+}
+
+/// Reads a SecretProviderClass file.
+pub fn spc_from_file(path: &Path) -> anyhow::Result<SecretProviderClass> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    spc_from_yaml(&text)
+}
+
+/// The Mount request the driver sends for `pod` (built by
+/// `akv_csi_provider::spc::driver_request`, as the dry run's).
+pub fn request(
+    spc: &SecretProviderClass,
+    pod: &Pod,
+    tokens: &[ServiceAccountToken],
+    secrets: Option<&BTreeMap<String, String>>,
+) -> MountRequest {
+    let parts = spc::driver_request(spc, &pod.info(), tokens, secrets);
+    MountRequest {
+        attributes: parts.attributes,
+        secrets: parts.secrets,
+        target_path: parts.target_path,
+        permission: parts.permission,
+        current_object_version: Vec::new(),
+    }
 }
 
 /// `attributes` as the driver sends them: SPC parameters, then the volume
-/// context (pod info, `secretProviderClass`, tokens) overriding them.
+/// context (pod info, `ephemeral`, `secretProviderClass`, tokens)
+/// overriding them.
 pub fn attributes(spc: &SecretProviderClass, pod: &Pod, tokens: &[ServiceAccountToken]) -> String {
-    let mut map = spc.parameters.clone();
-    map.insert("csi.storage.k8s.io/pod.name".into(), pod.name.clone());
-    map.insert(
-        "csi.storage.k8s.io/pod.namespace".into(),
-        pod.namespace.clone(),
-    );
-    map.insert("csi.storage.k8s.io/pod.uid".into(), pod.uid.clone());
-    map.insert(
-        "csi.storage.k8s.io/serviceAccount.name".into(),
-        pod.service_account.clone(),
-    );
-    map.insert("csi.storage.k8s.io/ephemeral".into(), "true".into());
-    map.insert("secretProviderClass".into(), spc.name.clone());
-    if !tokens.is_empty() {
-        let by_audience: BTreeMap<&str, serde_json::Value> = tokens
-            .iter()
-            .map(|t| {
-                (
-                    t.audience.as_str(),
-                    serde_json::json!({"token": t.token, "expirationTimestamp": t.expiration}),
-                )
-            })
-            .collect();
-        map.insert(
-            "csi.storage.k8s.io/serviceAccount.tokens".into(),
-            serde_json::to_string(&by_audience).expect("a map of strings serializes"),
-        );
-    }
-    serde_json::to_string(&map).expect("a map of strings serializes")
+    request(spc, pod, tokens, None).attributes
 }
 
-/// A Mount request like the driver's: `secrets` is `null` without a
+/// A Mount request like the driver's around prepared `attributes` (which
+/// a test may have broken on purpose): `secrets` is `null` without a
 /// nodePublishSecretRef, `permission` is always "420".
 pub fn mount_request(
     attributes: String,
     secrets: Option<&BTreeMap<String, String>>,
     pod: &Pod,
 ) -> MountRequest {
+    let nothing = SecretProviderClass {
+        name: String::new(),
+        namespace: None,
+        provider: "azure".into(),
+        parameters: BTreeMap::new(),
+        secret_objects: Vec::new(),
+    };
     MountRequest {
         attributes,
-        secrets: match secrets {
-            Some(map) => serde_json::to_string(map).expect("a map of strings serializes"),
-            None => "null".into(),
-        },
-        target_path: format!(
-            "/var/lib/kubelet/pods/{}/volumes/kubernetes.io~csi/secrets-store-inline/mount",
-            pod.uid
-        ),
-        permission: "420".into(),
-        current_object_version: Vec::new(),
+        ..request(&nothing, pod, &[], secrets)
     }
 }
 

@@ -1,14 +1,21 @@
-//! A SecretProviderClass document as a user applies it with kubectl: its
-//! name, `spec.provider` and `spec.parameters`, read from YAML text (one or
-//! more documents; the SecretProviderClass is picked out). Used by the
-//! `mount` dry-run command to build the request the driver would send.
+//! A SecretProviderClass document as a user applies it with kubectl (its
+//! name, `spec.provider`, `spec.parameters` and `spec.secretObjects`, read
+//! from YAML text; the SecretProviderClass is picked out of several
+//! documents), and the Mount request the Secrets Store CSI Driver (v1.6)
+//! sends for a pod's inline volume of that class: [`driver_request`]. The
+//! `mount` dry-run command and the tests' driver imitation both build their
+//! requests here, so they cannot drift apart.
 //!
-//! Pure: the caller reads the file. Errors name the field at fault.
+//! Pure: the caller reads the file and wraps the result into the gRPC
+//! message. Errors name the field at fault.
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_yaml_ng::Value;
 use thiserror::Error;
+
+use crate::params::SERVICE_ACCOUNT_TOKENS;
 
 /// The parts of a SecretProviderClass the provider sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +28,21 @@ pub struct SecretProviderClass {
     pub provider: String,
     /// `spec.parameters`, every value a string as in the Kubernetes API.
     pub parameters: BTreeMap<String, String>,
+    /// `spec.secretObjects`: Kubernetes Secrets the driver syncs from the
+    /// mounted files (the provider never sees them).
+    pub secret_objects: Vec<SecretObject>,
+}
+
+/// One `spec.secretObjects` entry: a Kubernetes Secret built from files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretObject {
+    /// `secretName`
+    pub secret_name: String,
+    /// `type`, e.g. `Opaque`.
+    pub secret_type: String,
+    /// `data`: (key in the Secret, `objectName`, i.e. the file's path in
+    /// the mount).
+    pub data: Vec<(String, String)>,
 }
 
 /// Why the YAML is not a usable SecretProviderClass.
@@ -95,7 +117,189 @@ fn from_value(doc: &Value) -> Result<SecretProviderClass, SpcError> {
         namespace,
         provider,
         parameters,
+        secret_objects: secret_objects(&doc["spec"]["secretObjects"])?,
     })
+}
+
+fn secret_objects(list: &Value) -> Result<Vec<SecretObject>, SpcError> {
+    let text = |value: &Value, field: &'static str| {
+        value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(SpcError::Missing(field))
+    };
+    let mut objects = Vec::new();
+    for entry in list.as_sequence().into_iter().flatten() {
+        let mut data = Vec::new();
+        for item in entry["data"].as_sequence().into_iter().flatten() {
+            let key = text(&item["key"], "spec.secretObjects.data.key")?;
+            let object = text(&item["objectName"], "spec.secretObjects.data.objectName")?;
+            data.push((key, object));
+        }
+        objects.push(SecretObject {
+            secret_name: text(&entry["secretName"], "spec.secretObjects.secretName")?,
+            secret_type: text(&entry["type"], "spec.secretObjects.type")?,
+            data,
+        });
+    }
+    Ok(objects)
+}
+
+// === the driver's Mount request ===
+
+// Keys kubelet puts into the volume context (`podInfoOnMount: true`).
+const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+const SERVICE_ACCOUNT_NAME: &str = "csi.storage.k8s.io/serviceAccount.name";
+const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
+/// The pod's `volumeAttributes` key naming the class.
+const SECRET_PROVIDER_CLASS: &str = "secretProviderClass";
+
+/// The file mode the driver asks for: `os.FileMode(0644)` as JSON.
+pub const DRIVER_PERMISSION: &str = "420";
+
+/// The pod an inline volume is mounted for, as kubelet describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct PodInfo<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub service_account: &'a str,
+    /// The volume's name in the pod spec (part of the target path).
+    pub volume: &'a str,
+}
+
+/// A token kubelet requested for the pod (one per CSIDriver
+/// `tokenRequests` audience). `Debug` does not print the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceAccountToken {
+    pub audience: String,
+    pub token: String,
+    /// RFC 3339; the dry run sends `""`.
+    pub expiration: String,
+}
+
+impl std::fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountToken")
+            .field("audience", &self.audience)
+            .field("token", &"...")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
+}
+
+/// The fields of a `MountRequest` as the driver fills them, before the
+/// caller wraps them into the gRPC message (`current_object_version` is
+/// always empty: v1.6 never sends it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DriverRequest {
+    /// JSON object: `spec.parameters` overlaid by the volume context.
+    pub attributes: String,
+    /// JSON of the nodePublishSecretRef secret, `null` without one.
+    pub secrets: String,
+    /// kubelet's publish path for the pod's volume.
+    pub target_path: String,
+    /// Always [`DRIVER_PERMISSION`].
+    pub permission: String,
+}
+
+impl std::fmt::Debug for DriverRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverRequest")
+            .field("target_path", &self.target_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Mount request driver v1.6 sends for `pod`'s inline volume of `spc`:
+///
+/// - `attributes`: `spec.parameters`, overlaid by every key of kubelet's
+///   volume context (pod name, namespace, uid, service account,
+///   `csi.storage.k8s.io/ephemeral: "true"`, and the pod's
+///   `volumeAttributes`, here `secretProviderClass`), then the tokens as
+///   `csi.storage.k8s.io/serviceAccount.tokens` (audience → token and
+///   expiry) when there are any;
+/// - `secrets`: the nodePublishSecretRef secret's data, or `null`;
+/// - `target_path`: `/var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount`;
+/// - `permission`: `"420"`.
+///
+/// JSON is written as Go's `encoding/json` writes a `map[string]string`:
+/// keys sorted, `<`, `>` and `&` escaped.
+pub fn driver_request(
+    spc: &SecretProviderClass,
+    pod: &PodInfo<'_>,
+    tokens: &[ServiceAccountToken],
+    secrets: Option<&BTreeMap<String, String>>,
+) -> DriverRequest {
+    DriverRequest {
+        attributes: go_json(&attributes(spc, pod, tokens)),
+        secrets: secrets.map_or_else(|| "null".to_owned(), go_json),
+        target_path: format!(
+            "/var/lib/kubelet/pods/{}/volumes/kubernetes.io~csi/{}/mount",
+            pod.uid, pod.volume
+        ),
+        permission: DRIVER_PERMISSION.to_owned(),
+    }
+}
+
+/// The `attributes` map of [`driver_request`].
+pub fn attributes(
+    spc: &SecretProviderClass,
+    pod: &PodInfo<'_>,
+    tokens: &[ServiceAccountToken],
+) -> BTreeMap<String, String> {
+    let mut map = spc.parameters.clone();
+    let context = [
+        (POD_NAME, pod.name),
+        (POD_NAMESPACE, pod.namespace),
+        (POD_UID, pod.uid),
+        (SERVICE_ACCOUNT_NAME, pod.service_account),
+        (EPHEMERAL, "true"),
+        (SECRET_PROVIDER_CLASS, spc.name.as_str()),
+    ];
+    for (key, value) in context {
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    if !tokens.is_empty() {
+        #[derive(Serialize)]
+        struct Status<'a> {
+            token: &'a str,
+            #[serde(rename = "expirationTimestamp")]
+            expiration: &'a str,
+        }
+        let by_audience: BTreeMap<&str, Status<'_>> = tokens
+            .iter()
+            .map(|t| {
+                let status = Status {
+                    token: &t.token,
+                    expiration: &t.expiration,
+                };
+                (t.audience.as_str(), status)
+            })
+            .collect();
+        map.insert(SERVICE_ACCOUNT_TOKENS.to_owned(), go_json(&by_audience));
+    }
+    map
+}
+
+/// JSON as Go's `encoding/json` writes it: HTML characters and the line
+/// and paragraph separators escaped (they can only occur inside strings).
+fn go_json(value: &impl Serialize) -> String {
+    let json = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -139,6 +343,84 @@ spec:
         let twice = format!("{SPC}---{SPC}");
         assert!(matches!(parse(&twice), Err(SpcError::Several(2, _))));
         assert_eq!(parse("kind: Pod\n"), Err(SpcError::NotFound));
+    }
+
+    #[test]
+    fn reads_secret_objects() {
+        let text = SPC.replace(
+            "  parameters:\n",
+            "  secretObjects:\n    - secretName: s\n      type: Opaque\n      data:\n        - objectName: MySecretPassword\n          key: Password\n  parameters:\n",
+        );
+        let spc = parse(&text).unwrap();
+        assert_eq!(
+            spc.secret_objects,
+            [SecretObject {
+                secret_name: "s".into(),
+                secret_type: "Opaque".into(),
+                data: vec![("Password".into(), "MySecretPassword".into())],
+            }]
+        );
+        assert!(parse(SPC).unwrap().secret_objects.is_empty());
+        let typeless = text.replace("      type: Opaque\n", "");
+        assert_eq!(
+            parse(&typeless),
+            Err(SpcError::Missing("spec.secretObjects.type"))
+        );
+    }
+
+    const POD: PodInfo<'static> = PodInfo {
+        namespace: "ns",
+        name: "p",
+        uid: "u-1",
+        service_account: "sa",
+        volume: "v",
+    };
+
+    #[test]
+    fn driver_request_overlays_the_volume_context_and_tokens() {
+        let mut spc = parse(SPC).unwrap();
+        spc.parameters
+            .insert("csi.storage.k8s.io/pod.name".into(), "spoofed".into());
+        let token = ServiceAccountToken {
+            audience: "api://AzureADTokenExchange".into(),
+            token: "t<1>&".into(),
+            expiration: "2099-01-01T00:00:00Z".into(),
+        };
+        let request = driver_request(&spc, &POD, &[token], None);
+        let attributes: BTreeMap<String, String> =
+            serde_json::from_str(&request.attributes).unwrap();
+        assert_eq!(attributes["csi.storage.k8s.io/pod.name"], "p");
+        assert_eq!(attributes["csi.storage.k8s.io/pod.namespace"], "ns");
+        assert_eq!(attributes["csi.storage.k8s.io/pod.uid"], "u-1");
+        assert_eq!(attributes["csi.storage.k8s.io/serviceAccount.name"], "sa");
+        assert_eq!(attributes["csi.storage.k8s.io/ephemeral"], "true");
+        assert_eq!(attributes["secretProviderClass"], "azure-kvname");
+        assert_eq!(attributes["keyvaultName"], "kv-blogpost-jx01");
+        assert_eq!(
+            attributes[SERVICE_ACCOUNT_TOKENS],
+            r#"{"api://AzureADTokenExchange":{"token":"t\u003c1\u003e\u0026","expirationTimestamp":"2099-01-01T00:00:00Z"}}"#
+        );
+        assert!(
+            request.attributes.contains(r"t\\u003c1\\u003e\\u0026"),
+            "Go's escaping, twice nested: {}",
+            request.attributes
+        );
+        assert_eq!(request.secrets, "null");
+        assert_eq!(
+            request.target_path,
+            "/var/lib/kubelet/pods/u-1/volumes/kubernetes.io~csi/v/mount"
+        );
+        assert_eq!(request.permission, "420");
+        assert!(!format!("{request:?}").contains("t<1>"));
+    }
+
+    #[test]
+    fn driver_request_without_tokens_has_no_tokens_key_and_sends_secrets() {
+        let spc = parse(SPC).unwrap();
+        let secrets = BTreeMap::from([("clientid".to_owned(), "a&b".to_owned())]);
+        let request = driver_request(&spc, &POD, &[], Some(&secrets));
+        assert!(!request.attributes.contains(SERVICE_ACCOUNT_TOKENS));
+        assert_eq!(request.secrets, r#"{"clientid":"a\u0026b"}"#);
     }
 
     #[test]

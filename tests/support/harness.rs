@@ -19,13 +19,13 @@ use fake_azure::{FakeAzure, Seed};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
+use super::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
 
 /// The cluster's service-account issuer the fake trusts.
 pub const ISSUER: &str = "https://oidc.blog-post.test/issuer";
 
 /// The SecretProviderClass of the blog, as shipped under deploy/examples.
-pub const BLOG_SPC: &str = include_str!("../deploy/examples/secretproviderclass.yaml");
+pub const BLOG_SPC: &str = include_str!("../../deploy/examples/secretproviderclass.yaml");
 
 /// Flags every test provider gets before the test's own: the health and
 /// metrics listeners on loopback, on free ports (a later flag overrides
@@ -198,7 +198,7 @@ impl Harness {
 
     /// The blog SPC with its `objects` replaced.
     pub fn blog_spc_with_objects(objects_yaml: &str) -> SecretProviderClass {
-        let mut spc = SecretProviderClass::from_yaml(BLOG_SPC).expect("blog SPC parses");
+        let mut spc = super::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses");
         spc.parameters.insert("objects".into(), objects_yaml.into());
         spc
     }

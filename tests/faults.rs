@@ -13,26 +13,11 @@
 
 use std::time::Duration;
 
-use akv_csi_provider::proto::{MountRequest, MountResponse};
-use fake_azure::{
-    BLOG_CLIENT_ID, BLOG_SECRET_VALUE, BLOG_TENANT_ID, BLOG_VAULT, Limit, Seed, Target, Transport,
-};
+use fake_azure::{BLOG_CLIENT_ID, Limit, Target, Transport};
 
-use crate::driver::{self, Pod, SecretProviderClass, ServiceAccountToken};
-use crate::util::{BLOG_SPC, Harness, ISSUER};
-
-/// The identity a scenario mounts with, and so the token endpoint it
-/// reaches.
-#[derive(Clone, Copy, Debug)]
-enum Via {
-    /// Workload identity with a fresh service-account token (a cache
-    /// miss): Entra ID, then Key Vault.
-    WorkloadIdentity,
-    /// VM managed identity: IMDS, then Key Vault.
-    Imds,
-    /// Pod identity: NMI, then Key Vault.
-    Nmi,
-}
+use crate::support::chaos::*;
+use crate::support::driver::Pod;
+use crate::support::harness::Harness;
 
 /// A fault and where the error must point.
 struct Scenario {
@@ -44,19 +29,6 @@ struct Scenario {
     /// A version listing instead of one secret.
     history: bool,
 }
-
-#[derive(Clone, Copy, Debug)]
-enum Endpoint {
-    KeyVault,
-    Aad,
-    Imds,
-    Nmi,
-}
-
-const MOUNTS_PER_SCENARIO: usize = 2;
-const REQUEST_TIMEOUT: &str = "--request-timeout=1s";
-/// Longer than the per-request timeout.
-const STALL: Duration = Duration::from_secs(3);
 
 fn scenarios() -> Vec<Scenario> {
     use Endpoint as E;
@@ -169,125 +141,6 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-/// The blog seed; its app is also the VM's and the pod's identity.
-fn seed() -> Seed {
-    Seed::blog_walkthrough(ISSUER)
-}
-
-struct Chaos {
-    harness: Harness,
-    pod: Pod,
-    /// Makes every projected token unique, so Entra ID is asked each time.
-    minted: std::sync::atomic::AtomicU64,
-}
-
-impl Chaos {
-    async fn start(extra: &[&str]) -> Self {
-        let mut args = vec![REQUEST_TIMEOUT, "--mount-timeout=30s"];
-        args.extend(extra);
-        let harness = Harness::start_with(seed(), &args).await;
-        let pod = Pod::blog();
-        let fake = &harness.fake;
-        fake.set_vm_identities(Some(BLOG_CLIENT_ID), &[]).unwrap();
-        fake.bind_pod_identity(&pod.namespace, &pod.name, BLOG_CLIENT_ID)
-            .unwrap();
-        // Shorter than the token cache's refresh margin: every mount asks
-        // its token endpoint again, so token faults hit every mount.
-        fake.set_token_lifetime(Duration::from_secs(120));
-        Self {
-            harness,
-            pod,
-            minted: Default::default(),
-        }
-    }
-
-    fn request(&self, via: Via, history: bool) -> MountRequest {
-        let object = if history {
-            "    objectVersionHistory: 2\n"
-        } else {
-            ""
-        };
-        let mut spc = SecretProviderClass::from_yaml(BLOG_SPC).unwrap();
-        spc.parameters.insert(
-            "objects".into(),
-            format!(
-                "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n{object}"
-            ),
-        );
-        let tokens = match via {
-            Via::WorkloadIdentity => vec![self.fresh_token()],
-            Via::Imds | Via::Nmi => {
-                spc.parameters.remove("clientID");
-                let flag = match via {
-                    Via::Imds => "useVMManagedIdentity",
-                    _ => "usePodIdentity",
-                };
-                spc.parameters.insert(flag.into(), "true".into());
-                Vec::new()
-            }
-        };
-        let attributes = driver::attributes(&spc, &self.pod, &tokens);
-        driver::mount_request(attributes, None, &self.pod)
-    }
-
-    fn fresh_token(&self) -> ServiceAccountToken {
-        let n = self
-            .minted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ServiceAccountToken {
-            audience: driver::WORKLOAD_IDENTITY_AUDIENCE.into(),
-            token: fake_azure::mint_service_account_token(
-                ISSUER,
-                &self.pod.namespace,
-                &self.pod.service_account,
-                driver::WORKLOAD_IDENTITY_AUDIENCE,
-                Duration::from_secs(3600 + n),
-            ),
-            expiration: "2099-01-01T00:00:00Z".into(),
-        }
-    }
-
-    fn endpoint(&self, endpoint: Endpoint) -> String {
-        let local = self.harness.fake.http_url();
-        match endpoint {
-            Endpoint::KeyVault => format!("https://{BLOG_VAULT}.vault.azure.net/"),
-            Endpoint::Aad => {
-                format!("https://login.microsoftonline.com/{BLOG_TENANT_ID}/oauth2/v2.0/token")
-            }
-            Endpoint::Imds => format!("{local}/metadata/identity/oauth2/token"),
-            Endpoint::Nmi => format!("{local}/host/token/"),
-        }
-    }
-}
-
-/// Success with the blog secret, or one error line naming `endpoint` (Key
-/// Vault errors may name the vault instead of its URL).
-fn check(what: &str, result: Result<MountResponse, tonic::Status>, endpoint: &str) -> bool {
-    match result {
-        Ok(response) => {
-            let contents = response.files.first().map(|f| f.contents.as_slice());
-            assert_eq!(contents, Some(BLOG_SECRET_VALUE.as_bytes()), "{what}");
-            true
-        }
-        Err(status) => {
-            let message = status.message();
-            assert_eq!(status.code(), tonic::Code::Unknown, "{what}: {message}");
-            assert!(
-                message.starts_with("failed to mount objects, error: "),
-                "{what}: {message}"
-            );
-            assert!(!message.contains('\n'), "{what}: one line: {message}");
-            let names_vault =
-                endpoint.contains(".vault.") && message.contains(&format!("keyvault {BLOG_VAULT}"));
-            assert!(
-                message.contains(endpoint) || names_vault,
-                "{what}: the error must name {endpoint}: {message}"
-            );
-            false
-        }
-    }
-}
-
 #[tokio::test]
 async fn every_fault_ends_in_success_or_an_error_naming_the_endpoint() {
     let mut chaos = Chaos::start(&[]).await;
@@ -346,43 +199,17 @@ async fn every_fault_ends_in_success_or_an_error_naming_the_endpoint() {
     );
 }
 
-/// Ten pods mounting at once through a Key Vault 429 storm and a 503
-/// burst: each ends in success or an error naming the vault.
-#[tokio::test]
-async fn concurrent_mounts_through_a_storm() {
-    let chaos = Chaos::start(&[]).await;
-    let fake = &chaos.harness.fake;
-    fake.throttle(Target::KeyVault, Some(1), Limit::Count(6));
-    fake.fail_5xx(Target::KeyVault, 503, 6).unwrap();
-    let endpoint = chaos.endpoint(Endpoint::KeyVault);
-    let mounts = (0..10).map(|_| {
-        let request = chaos.request(Via::WorkloadIdentity, false);
-        chaos.harness.mount_raw(request)
-    });
-    let results = futures_util::future::join_all(mounts).await;
-    for result in results {
-        check("storm", result, &endpoint);
-    }
-    fake.clear_faults();
-    let request = chaos.request(Via::WorkloadIdentity, false);
-    assert!(check(
-        "after the storm",
-        chaos.harness.mount_raw(request).await,
-        &endpoint
-    ));
-}
-
 /// Nothing listens where IMDS or NMI should be: the error names the
 /// address it tried, and the next mount of another identity still works.
 #[tokio::test]
-async fn imds_and_nmi_down() {
+async fn imds_and_nmi_down_fail_naming_the_address_tried() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let base = format!("http://127.0.0.1:{port}");
     let nmi = format!("--nmi-endpoint={base}");
     let harness = Harness::start_with_env(
-        seed(),
+        chaos_seed(),
         &[REQUEST_TIMEOUT, &nmi],
         &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &base)],
     )

@@ -1,15 +1,12 @@
-//! The server's edge: Version, drivers up to v1.5 that send the socket path
-//! as `:authority`, graceful shutdown, the socket's permissions and the
-//! directories it refuses.
-
-use std::os::unix::fs::PermissionsExt as _;
-
+//! The socket and the protocol on it: Version, drivers up to v1.5 that send
+//! the socket path as `:authority`, the socket's permissions and the
+//! directories it refuses, and graceful shutdown on SIGTERM.
+use crate::support::driver;
+use crate::support::harness::{ADMIN_TEST_FLAGS, Harness, run_binary};
+use crate::support::raw_h2;
 use akv_csi_provider::proto::{VersionRequest, VersionResponse};
 use prost::Message as _;
-
-use crate::driver;
-use crate::raw_h2;
-use crate::util::{ADMIN_TEST_FLAGS, Harness, run_binary};
+use std::os::unix::fs::PermissionsExt as _;
 
 #[tokio::test]
 async fn version_reports_api_and_crate_version() {
@@ -163,7 +160,7 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
         fake_azure::Target::KeyVault,
         std::time::Duration::from_millis(800),
     );
-    let spc = driver::SecretProviderClass::from_yaml(crate::util::BLOG_SPC).unwrap();
+    let spc = driver::spc_from_yaml(crate::support::harness::BLOG_SPC).unwrap();
     let pod = driver::Pod::blog();
     let tokens = [harness.token(&pod.namespace, &pod.service_account)];
     let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
@@ -188,89 +185,4 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
         .into_inner();
     assert_eq!(response.files.len(), 1);
     assert!(status.success(), "exit status {status:?}");
-}
-
-/// A panic inside one mount (debug builds honour
-/// `AKV_CSI_PROVIDER_TEST_PANIC_OBJECT`, see `mount.rs`) fails that mount
-/// with an internal error; the process keeps serving mounts and Version,
-/// and nothing is left behind: no in-flight mount in /metrics, no file
-/// descriptor or thread per panic.
-#[tokio::test]
-async fn a_panic_inside_a_mount_fails_only_that_mount() {
-    let seed = fake_azure::Seed::blog_walkthrough(crate::util::ISSUER);
-    let panic_env = [("AKV_CSI_PROVIDER_TEST_PANIC_OBJECT", "Boom")];
-    let mut harness = Harness::start_with_env(seed, &[], &panic_env).await;
-    let pod = crate::driver::Pod::blog();
-    let good = Harness::blog_spc_with_objects(
-        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n",
-    );
-    let panicking = Harness::blog_spc_with_objects(
-        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n  - |\n    objectName: Boom\n    objectType: secret\n",
-    );
-    // Warm up: the token cache and the pooled connection exist before the
-    // descriptors are counted.
-    harness
-        .mount_spc(&good, &pod)
-        .await
-        .expect("mount succeeds");
-    let (fds, threads) = (harness.open_fds(), harness.threads());
-
-    for _ in 0..20 {
-        let status = harness.mount_spc(&panicking, &pod).await.unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Unknown);
-        assert_eq!(
-            status.message(),
-            "failed to mount objects, error: internal error: the mount panicked; this is a bug in akv-csi-provider, please report it"
-        );
-        let ok = harness
-            .mount_spc(&good, &pod)
-            .await
-            .expect("next mount succeeds");
-        assert_eq!(
-            ok.files[0].contents,
-            fake_azure::BLOG_SECRET_VALUE.as_bytes()
-        );
-    }
-    assert!(harness.is_running(), "the process survived 20 panics");
-    let mut client = driver::connect(&harness.socket).await.unwrap();
-    let version = client
-        .version(VersionRequest {
-            version: "v1alpha1".into(),
-        })
-        .await;
-    assert!(version.is_ok(), "Version still answers");
-
-    let logs = harness.logs();
-    let panics: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("test panic inside the mount while fetching Boom"))
-        .collect();
-    assert_eq!(panics.len(), 20, "{logs}");
-    assert!(
-        panics
-            .iter()
-            .all(|l| l.contains(" ERROR ") && l.contains("location=src/mount.rs:")),
-        "one error line per panic: {panics:?}"
-    );
-    assert_eq!(
-        logs.lines()
-            .filter(|l| l.contains("mount failed") && l.contains("code=Internal"))
-            .count(),
-        20,
-        "{logs}"
-    );
-    let metrics = harness.scrape().await;
-    assert!(metrics.contains("akv_mounts_in_flight 0\n"), "{metrics}");
-    // A leak per panicking mount would show 20 more; a little slack for
-    // the HTTP pool replacing a connection.
-    assert!(
-        harness.open_fds() <= fds + 2,
-        "fds {fds} → {}",
-        harness.open_fds()
-    );
-    assert!(
-        harness.threads() <= threads + 2,
-        "threads {threads} → {}",
-        harness.threads()
-    );
 }
