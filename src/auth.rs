@@ -196,9 +196,7 @@ impl Authenticator {
                 cause,
             });
             let error = result.as_ref().err().map(AuthError::code);
-            this.http
-                .metrics()
-                .token_request(mode, error);
+            this.http.metrics().token_request(mode, error);
             result
         };
         let (result, lookup) = self
@@ -206,9 +204,7 @@ impl Authenticator {
             .lookup_or_fetch(cx, plan.key, plan.not_after, &plan.endpoint, fetch)
             .await;
         // A coalesced wait is not a hit: it waits for a request.
-        self.http
-            .metrics()
-            .token_cache(mode, lookup == Lookup::Hit);
+        self.http.metrics().token_cache(mode, lookup == Lookup::Hit);
         result
     }
 

@@ -26,8 +26,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 use super::AuthError;
-use crate::params::IdentityKind;
 use crate::budget::Context;
+use crate::params::IdentityKind;
 use crate::shared::{Cache, Role, SingleFlight};
 use crate::token::AccessToken;
 

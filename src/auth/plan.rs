@@ -9,8 +9,8 @@ use secrecy::ExposeSecret;
 
 use super::cache::CacheKey;
 use super::{aad, imds, jwt_expiry, pod_identity};
-use crate::params::IdentityKind;
 use crate::cloud::Cloud;
+use crate::params::IdentityKind;
 use crate::params::{Identity, PodInfo, ServiceAccountToken};
 use std::time::SystemTime;
 

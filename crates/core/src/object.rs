@@ -911,7 +911,7 @@ mod tests {
     /// Checklist 17: sorted by created, newest first, starting at
     /// objectVersion unless empty or `latest`, exactly N.
     #[test]
-    fn checklist_17_history_selection() {
+    fn history_selection() {
         let listed = entries(&[("c", 8), ("e", 6), ("b", 9), ("a", 10), ("d", 7)]);
         assert_eq!(
             history_object("", 5).history(listed.clone()),

@@ -180,7 +180,7 @@ mod tests {
 
     /// Checklist 19: certificates reordered leaf → root by AKI/SKI.
     #[test]
-    fn checklist_19_key_identifiers_order_like_upstream() {
+    fn key_identifiers_order_like_upstream() {
         for dir in ["rsa", "ec"] {
             let certs = chain(dir, &["root", "leaf", "int"]);
             assert_eq!(
@@ -214,7 +214,7 @@ mod tests {
 
     /// Checklist 19: an incomplete chain keeps the original order.
     #[test]
-    fn checklist_19_incomplete_chain_keeps_original_order() {
+    fn incomplete_chain_keeps_original_order() {
         let certs = chain("rsa", &["leaf", "root"]);
         let (indices, outcome) = order(&certs);
         assert_eq!(indices, vec![0, 1]);

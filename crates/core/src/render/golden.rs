@@ -83,7 +83,7 @@ fn contents(output: &Output) -> Vec<(String, String)> {
 /// with SHA-1 MAC, 3DES, PBES2/AES-256 with SHA-256 MAC, Key Vault's null
 /// password), RSA and EC.
 #[test]
-fn checklist_19_pkcs12_keys_first_then_chain() {
+fn pkcs12_keys_first_then_chain() {
     for chain in ["rsa", "ec"] {
         for kind in ["legacy", "3des", "aes"] {
             let pfx = format!("{chain}-{kind}.pfx");
@@ -120,7 +120,7 @@ fn checklist_19_pkcs12_keys_first_then_chain() {
 /// Checklist 19: with `--construct-pem-chain=false` the certificates keep
 /// the PFX order.
 #[test]
-fn checklist_19_pkcs12_without_chain_construction_keeps_file_order() {
+fn pkcs12_without_chain_construction_keeps_file_order() {
     let options = RenderOptions {
         construct_pem_chain: false,
         ..RenderOptions::default()
@@ -135,7 +135,7 @@ fn checklist_19_pkcs12_without_chain_construction_keeps_file_order() {
 /// Upstream #747 fixed: a chain without AKI/SKI is ordered by issuer name
 /// and signature.
 #[test]
-fn checklist_19_chain_without_key_ids_is_ordered_by_names() {
+fn chain_without_key_ids_is_ordered_by_names() {
     for kind in ["legacy", "3des", "aes"] {
         let output = render_with(
             &object("c"),
@@ -150,7 +150,7 @@ fn checklist_19_chain_without_key_ids_is_ordered_by_names() {
 /// Checklist 19: an incomplete chain keeps the original order, with a
 /// warning.
 #[test]
-fn checklist_19_incomplete_chain_keeps_order_and_warns() {
+fn incomplete_chain_keeps_order_and_warns() {
     let output = render_with(
         &object("c"),
         pfx_secret("partial-aes.pfx"),
@@ -170,7 +170,7 @@ fn checklist_19_incomplete_chain_keeps_order_and_warns() {
 /// passes the base64 text through; with `objectEncoding: base64` that is
 /// the binary PFX.
 #[test]
-fn checklist_19_pfx_passthrough() {
+fn pfx_passthrough() {
     let mut o = object("c");
     o.format = ObjectFormat::Pfx;
     let stored = base64::engine::general_purpose::STANDARD.encode(fixture("rsa-aes.pfx"));
@@ -187,7 +187,7 @@ fn checklist_19_pfx_passthrough() {
 /// Checklist 19: `application/x-pem-file` is written as stored (no
 /// reordering), and an unknown or missing content type is upstream's error.
 #[test]
-fn checklist_19_pem_content_type_as_stored_and_unknown_types() {
+fn pem_content_type_as_stored_and_unknown_types() {
     let stored = original("rsa").replace('\n', "\r\n");
     let fetched = Fetched::Secret {
         value: SecretString::from(stored.clone()),
@@ -225,7 +225,7 @@ fn checklist_19_pem_content_type_as_stored_and_unknown_types() {
 /// Checklist 20: `.crt` and `.key` before the main file, each with its own
 /// object id (upstream repeats one id); same version, same mode.
 #[test]
-fn checklist_20_separate_cert_and_key_files() {
+fn separate_cert_and_key_files() {
     let options = RenderOptions {
         write_cert_and_key_in_separate_files: true,
         ..RenderOptions::default()
@@ -304,7 +304,7 @@ fn checklist_20_separate_cert_and_key_files() {
 /// Checklist 21 (end to end through `render`): a key object is its public
 /// key PEM, with id `key/<name>`.
 #[test]
-fn checklist_21_key_objects() {
+fn key_objects() {
     let json: serde_json::Value = serde_json::from_slice(&fixture("jwk/ec-p384.json")).unwrap();
     let get = |k: &str| json[k].as_str().map(str::to_owned);
     let mut o = object("k");
@@ -331,7 +331,7 @@ fn checklist_21_key_objects() {
 /// Checklist 22: a cert object is the `cer` field as one CERTIFICATE PEM
 /// (leaf only), with id `cert/<name>`.
 #[test]
-fn checklist_22_cert_objects() {
+fn cert_objects() {
     let leaf = text("rsa/leaf.pem");
     let der = &crate::render::pem::decode_all(leaf.as_bytes())[0].bytes;
     let mut o = object("c");
@@ -357,7 +357,7 @@ fn checklist_22_cert_objects() {
 /// Checklist 18: base64 values wrapped in lines (CR/LF are skipped, as Go
 /// does) decode; the error offset counts the original input.
 #[test]
-fn checklist_18_base64_skips_line_breaks() {
+fn base64_skips_line_breaks() {
     let mut o = object("b");
     o.encoding = ObjectEncoding::Base64;
     let wrapped = Fetched::Secret {
@@ -383,7 +383,7 @@ fn checklist_18_base64_skips_line_breaks() {
 /// Version-history files are `<alias-or-name>/<i>` with ids
 /// `<type>/<name>/<i>` (checklist 16, 17).
 #[test]
-fn checklist_16_history_paths_and_ids() {
+fn history_paths_and_ids() {
     let mut o = object("name");
     o.alias = "alias".into();
     let fetched = Fetched::Secret {

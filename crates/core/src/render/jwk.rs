@@ -142,7 +142,7 @@ mod tests {
     /// Checklist 21: SPKI `PUBLIC KEY` PEM for RSA/RSA-HSM/EC/EC-HSM on
     /// P-256/384/521, byte-identical to `openssl pkey -pubout`.
     #[test]
-    fn checklist_21_public_keys_match_openssl() {
+    fn public_keys_match_openssl() {
         for name in ["rsa2048", "rsa3072-e3", "ec-p256", "ec-p384", "ec-p521"] {
             let (jwk, want) = fixture(name);
             assert_eq!(
@@ -157,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_21_other_types_and_curves_use_upstream_texts() {
+    fn other_types_and_curves_use_upstream_texts() {
         let (mut jwk, _) = fixture("ec-p256");
         jwk.crv = Some("P-256K".into());
         assert_eq!(
