@@ -237,7 +237,7 @@ def shell_commands(text: str) -> list[str]:
     """The commands of ```sh blocks, continuation lines joined."""
     commands, block, pending = [], False, ""
     for line in text.splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):  # fences may be indented (lists)
             block = line.strip() in ("```sh", "```bash", "```shell") if not block else False
             pending = ""
             continue

@@ -251,10 +251,10 @@ class InstallCommandsTest(unittest.TestCase):
     def test_shell_blocks_are_split_into_commands(self):
         text = ("Text\n```sh\n# comment\nhelm upgrade --install a charts/akv-csi-provider \\\n"
                 "  --namespace kube-system  # note\nkubectl apply -k deploy/ && kubectl get pods\n"
-                "```\n```yaml\nkubectl apply -k nothing\n```\n")
+                "```\n```yaml\nkubectl apply -k nothing\n```\n1. In a list:\n\n   ```sh\n   kubectl apply -f x.yaml\n   ```\n")
         self.assertEqual(manifests.shell_commands(text), [
             "helm upgrade --install a charts/akv-csi-provider --namespace kube-system",
-            "kubectl apply -k deploy/", "kubectl get pods"])
+            "kubectl apply -k deploy/", "kubectl get pods", "kubectl apply -f x.yaml"])
 
     def test_the_docs_install_both_ways(self):
         kinds = {" ".join(argv[:3]) for _, argv in manifests.install_commands()}
