@@ -11,7 +11,9 @@ Run with the tools' Python: .tools/venv/bin/python scripts/manifests_test.py
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -228,6 +230,15 @@ class ChartTest(unittest.TestCase):
                                                     "team": "platform"})
         self.assertEqual([d["kind"] for d in self.toggles], ["DaemonSet"])  # rbac.install false
 
+    def test_release_workflow_can_pin_the_digest(self):
+        # .github/workflows/release.yml rewrites these two lines of values.yaml.
+        values = (ROOT / manifests.CHART / "values.yaml").read_text().splitlines()
+        self.assertIn("    repository: akv-csi-provider", values)
+        self.assertIn('    digest: ""', values)
+        workflow = (ROOT / ".github" / "workflows" / "release.yml").read_text()
+        self.assertIn("s|^    repository: akv-csi-provider$|", workflow)
+        self.assertIn('s|^    digest: \\"\\"$|', workflow)
+
     def test_linux_disabled_leaves_the_service_account(self):
         self.assertEqual([d["kind"] for d in self.disabled], ["ServiceAccount"])
 
@@ -245,6 +256,34 @@ class ChartTest(unittest.TestCase):
         for docs in (self.defaults, self.upstream, self.toggles, self.disabled):
             for doc in docs:
                 self.validator.validate(doc, "test")
+
+
+class NotesTest(unittest.TestCase):
+    """NOTES.txt, which `helm template` does not render: rendered here from a
+    copy of the chart where it is a YAML string."""
+
+    def notes(self, args: list[str]) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = Path(tmp) / "chart"
+            shutil.copytree(ROOT / manifests.CHART, chart)
+            text = (chart / "templates" / "NOTES.txt").read_text()
+            (chart / "templates" / "NOTES.txt").unlink()
+            (chart / "templates" / "notes.yaml").write_text(
+                "notes: |\n" + "".join(f"  {line}\n" for line in text.splitlines()))
+            (doc,) = manifests.helm_template(args + ["--show-only", "templates/notes.yaml"],
+                                             chart=str(chart))
+            return doc["notes"]
+
+    def test_defaults_have_no_warning(self):
+        self.assertNotIn("NOTE:", self.notes([]))
+
+    def test_upstream_only_values_are_named(self):
+        notes = self.notes(["-f", f"{manifests.CHART}/ci/upstream-values.yaml",
+                            "--set", "windows.enabled=true", "--set", "linux.privileged=true",
+                            "--set", "enableArcExtension=true"])
+        for value in ("linux.providersDir", "secrets-store-csi-driver.install",
+                      "windows.enabled", "linux.privileged", "enableArcExtension"):
+            self.assertIn(f"NOTE: {value}", notes)
 
 
 class InstallCommandsTest(unittest.TestCase):
