@@ -2,12 +2,16 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: all build release test demo bench lint fmt clippy clean image e2e-kind fuzz soak
+.PHONY: all build release test demo bench lint fmt clippy clean image image-load e2e-kind fuzz soak
 
-# Container images (`make image`; needs Docker).
+# Container images (`make image`; needs Docker with buildx).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE ?= akv-csi-provider:$(VERSION)
 FAKE_IMAGE ?= fake-azure:e2e
+PLATFORMS ?= linux/amd64,linux/arm64
+# `make image PUSH=1 IMAGE=registry/akv-csi-provider:tag` pushes both
+# platforms; without PUSH the result is an OCI archive in target/image/.
+IMAGE_OUTPUT = $(if $(PUSH),--push,--output type=oci,dest=target/image/akv-csi-provider-$(VERSION).oci.tar)
 
 all: build
 
@@ -50,10 +54,17 @@ soak:
 	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example soak
 	target/release/examples/soak
 
-# The provider's image and the Azure fake's image (for the kind e2e).
+# The provider's image for linux/amd64 and linux/arm64, cross-compiled on
+# this machine's platform (see the Dockerfile), with buildx.
 image:
-	docker build -t $(IMAGE) .
-	docker build --target fake-azure -t $(FAKE_IMAGE) .
+	mkdir -p target/image
+	docker buildx build --platform $(PLATFORMS) $(IMAGE_OUTPUT) -t $(IMAGE) .
+
+# The provider's and the Azure fake's images for this machine's platform,
+# loaded into Docker (what `make e2e-kind` builds too).
+image-load:
+	docker buildx build --load -t $(IMAGE) .
+	docker buildx build --load --target fake-azure -t $(FAKE_IMAGE) .
 
 # The blog walkthrough and the driver's azure.bats scenarios in a kind
 # cluster, against fake-azure running in the cluster (needs Docker, kind,

@@ -1,35 +1,39 @@
 #!/usr/bin/env python3
-"""Renders the Kustomizations under deploy/ and validates every Kubernetes
-manifest there, without a cluster.
+"""Renders everything that installs the provider with the real tools and
+validates the result, without a cluster (part of `make test`):
 
-Rendering uses a small built-in renderer that supports exactly the
-Kustomization features this repository uses -- `resources` (files and
-directories), `namespace`, `images`, and `patches` that are RFC 6902 JSON
-patches (from `path` or inline `patch`) with a kind/name target. Anything
-else is an error naming the field, never silently ignored. Where `kubectl
-kustomize` exists, every Kustomization is rendered by it too and the two
-results must be identical, so the built-in renderer cannot drift from the
-real one unnoticed.
+- every Kustomization under deploy/ with `kubectl kustomize`;
+- the Helm chart charts/akv-csi-provider with `helm lint --strict` and
+  `helm template`, for its default values and for every value set in
+  charts/akv-csi-provider/ci/ (upstream's value names, every toggle, ...);
+- the chart with default values must give the same objects as
+  `kubectl kustomize deploy/` (the two install paths cannot drift apart);
+- every install command in README.md and docs/install.md (`helm upgrade
+  --install` of our chart, `kubectl apply -k`, `kubectl apply -f`) is
+  rendered the way it is written; a `helm` command for the driver's chart
+  must use a supported chart version and charts/secrets-store-csi-driver-values.yaml;
+- the driver's values file against its schema, and the Flux HelmRelease
+  (deploy/examples/flux) must carry exactly those values;
+- every other manifest under deploy/ on its own.
 
 Validation: kubernetes-validate's strict schemas (unknown fields are errors)
 for the oldest Kubernetes the driver's chart supports and the newest schema
-set installed; SecretProviderClass, a CRD those schemas lack, against
-scripts/schemas/secretproviderclass-v1.json plus a parse of its `objects`
-parameter the way the provider reads it.
+set installed; the custom resources those schemas lack (SecretProviderClass,
+Flux's HelmRepository, HelmRelease, GitRepository and Kustomization)
+against scripts/schemas/*.json, strictly, plus a parse of a
+SecretProviderClass's `objects` parameter the way the provider reads it.
 
-Every .yaml under deploy/ is covered: a Kustomization, a resource or patch a
-Kustomization names (checked by rendering), the kind cluster config (checked
-for its kind), or else a standalone manifest (validated).
+kubectl and helm come from .tools/bin (scripts/tools.sh), else from PATH.
 
     manifests.py check [--root DIR]   # what `make test` runs
-    manifests.py render DIR           # print the built-in rendering
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,34 +41,28 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parent.parent
 KUSTOMIZATION = "kustomization.yaml"
-KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
-KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
-PATCH_KEYS = {"path", "patch", "target"}
-TARGET_KEYS = {"kind", "name", "namespace"}
-IMAGE_KEYS = {"name", "newName", "newTag", "digest"}
+CHART = "charts/akv-csi-provider"
+DRIVER_VALUES = "charts/secrets-store-csi-driver-values.yaml"
+FLUX_HELMRELEASE = "deploy/examples/flux/driver-helmrelease.yaml"
+NAMESPACE = "kube-system"
 
-# Kinds whose objects live in a namespace (the `namespace` field applies) and
-# kinds that do not. A kind in neither set is an error: the renderer would
-# not know what kustomize does with it.
-NAMESPACED = {
-    "ConfigMap", "DaemonSet", "Deployment", "Pod", "Secret",
-    "SecretProviderClass", "Service", "ServiceAccount",
-}
-CLUSTER_SCOPED = {"CSIDriver", "CustomResourceDefinition", "Namespace"}
-
-# Where pod specs sit, for the `images` field.
-POD_SPEC_PATHS = {
-    "Pod": ("spec",),
-    "DaemonSet": ("spec", "template", "spec"),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-}
-
-# Oldest Kubernetes the driver's Helm chart supports (kubeVersion >=1.30).
+# Oldest Kubernetes the driver's Helm chart 1.6.0 supports (kubeVersion >=1.30).
 OLDEST_KUBERNETES = "1.30"
+
+# Driver chart versions the install commands may name (docs/install.md,
+# "Which driver"): the ones the kind e2e runs.
+SUPPORTED_DRIVER_CHARTS = {"1.5.6", "1.6.0"}
+
+# Documents with their own schema in scripts/schemas: (apiVersion, kind) -> file.
+LOCAL_SCHEMAS = {
+    ("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass"): "secretproviderclass-v1.json",
+    ("source.toolkit.fluxcd.io/v1", "HelmRepository"): "flux-helmrepository-v1.json",
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"): "flux-gitrepository-v1.json",
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): "flux-helmrelease-v2.json",
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"): "flux-kustomization-v1.json",
+}
 
 # YAML files under deploy/ that are not Kubernetes manifests, with the
 # (apiVersion, kind) they must have.
@@ -72,276 +70,81 @@ OTHER_CONFIGS = {
     "deploy/e2e/kind.yaml": ("kind.x-k8s.io/v1alpha4", "Cluster"),
 }
 
+# Documents whose install commands are checked.
+INSTALL_DOCS = ("README.md", "docs/install.md")
+
 
 class RenderError(Exception):
-    """A Kustomization the built-in renderer cannot render faithfully."""
+    """A rendering that failed or gave the wrong objects."""
 
 
 class ValidationFailure(Exception):
     """A manifest that does not validate."""
 
 
-# === loading ===
+# === tools ===
+
+
+def tool(name: str, root: Path = ROOT) -> str:
+    local = root / ".tools" / "bin" / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise RenderError(f"{name} not found: run scripts/tools.sh (installs it into .tools/bin)")
+    return found
+
+
+def run(args: list[str], cwd: Path) -> str:
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RenderError(f"`{shlex.join(args)}` failed:\n{out.stderr.strip()}")
+    return out.stdout
+
+
+def parse(text: str, where: str) -> list[dict]:
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise RenderError(f"{where}: document {i + 1} is not a mapping")
+    return docs
 
 
 def load_documents(path: Path) -> list[dict]:
     """All non-empty YAML documents of a file; each must be a mapping."""
-    with open(path, encoding="utf-8") as f:
-        docs = [d for d in yaml.safe_load_all(f) if d is not None]
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise RenderError(f"{path}: document {i + 1} is not a mapping")
-    return docs
+    return parse(path.read_text(encoding="utf-8"), str(path))
 
 
-def load_kustomization(directory: Path) -> dict:
-    path = directory / KUSTOMIZATION
-    docs = load_documents(path)
-    if len(docs) != 1:
-        raise RenderError(f"{path}: expected one document, found {len(docs)}")
-    k = docs[0]
-    unknown = sorted(set(k) - KUSTOMIZATION_KEYS)
-    if unknown:
-        raise RenderError(
-            f"{path}: the built-in renderer does not support {', '.join(unknown)}; "
-            "extend scripts/manifests.py (and its tests) or drop the field"
-        )
-    if k.get("apiVersion") != KUSTOMIZE_API or k.get("kind") != "Kustomization":
-        raise RenderError(f"{path}: expected apiVersion {KUSTOMIZE_API}, kind Kustomization")
-    return k
+def kustomize(directory: Path, root: Path = ROOT) -> list[dict]:
+    """`kubectl kustomize DIR`, parsed."""
+    return parse(run([tool("kubectl", root), "kustomize", str(directory)], root), str(directory))
 
 
-# === rendering ===
+def helm_template(args: list[str], root: Path = ROOT, release: str = "akv-csi-provider",
+                  chart: str = CHART) -> list[dict]:
+    """`helm template RELEASE CHART ARGS` (namespace kube-system unless ARGS
+    name one), parsed."""
+    cmd = [tool("helm", root), "template", release, chart, "--kube-version", OLDEST_KUBERNETES]
+    if not any(a in ("-n", "--namespace") or a.startswith("--namespace=") for a in args):
+        cmd += ["--namespace", NAMESPACE]
+    return parse(run(cmd + args, root), shlex.join(cmd + args))
 
 
-def render(directory: Path, used: set[Path] | None = None) -> list[dict]:
-    """Renders the Kustomization in `directory`; adds every file it reads to `used`."""
-    directory = directory.resolve()
-    used = used if used is not None else set()
-    used.add(directory / KUSTOMIZATION)
-    k = load_kustomization(directory)
-    docs: list[dict] = []
-    for entry in k.get("resources") or []:
-        path = (directory / entry).resolve()
-        if path.is_dir():
-            docs.extend(render(path, used))
-        elif path.is_file():
-            used.add(path)
-            docs.extend(copy.deepcopy(load_documents(path)))
-        else:
-            raise RenderError(f"{directory / KUSTOMIZATION}: resource {entry} does not exist")
-    for patch in k.get("patches") or []:
-        apply_patch(directory, patch, docs, used)
-    if "namespace" in k:
-        set_namespace(docs, k["namespace"])
-    for image in k.get("images") or []:
-        set_image(docs, image)
-    return docs
+def helm_lint(args: list[str], root: Path = ROOT) -> None:
+    run([tool("helm", root), "lint", "--strict", CHART, "--kube-version", OLDEST_KUBERNETES]
+        + args, root)
 
 
-def set_namespace(docs: list[dict], namespace: str) -> None:
-    for doc in docs:
-        kind = doc.get("kind")
-        if kind in NAMESPACED:
-            doc.setdefault("metadata", {})["namespace"] = namespace
-        elif kind not in CLUSTER_SCOPED:
-            raise RenderError(
-                f"namespace: the built-in renderer does not know whether {kind} is namespaced"
-            )
+def value_sets(root: Path = ROOT) -> list[Path]:
+    return sorted((root / CHART / "ci").glob("*.yaml"))
 
 
-def split_image(image: str) -> tuple[str, str | None, str | None]:
-    """`name[:tag][@digest]` -> (name, tag, digest); a registry port is not a tag."""
-    digest = None
-    if "@" in image:
-        image, digest = image.split("@", 1)
-    tag = None
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        image, tag = image[:colon], image[colon + 1:]
-    return image, tag, digest
-
-
-def retag(image: str, entry: dict) -> str:
-    name, tag, digest = split_image(image)
-    if name != entry["name"]:
-        return image
-    name = entry.get("newName", name)
-    if "digest" in entry:
-        return f"{name}@{entry['digest']}"
-    if "newTag" in entry:
-        return f"{name}:{entry['newTag']}"
-    if digest:
-        return f"{name}@{digest}"
-    return f"{name}:{tag}" if tag else name
-
-
-def set_image(docs: list[dict], entry: dict) -> None:
-    unknown = sorted(set(entry) - IMAGE_KEYS)
-    if unknown or "name" not in entry:
-        raise RenderError(f"images: unsupported entry {entry}")
-    for doc in docs:
-        spec = pod_spec(doc)
-        if spec is None:
-            continue
-        for field in ("containers", "initContainers"):
-            for container in spec.get(field) or []:
-                if "image" in container:
-                    container["image"] = retag(container["image"], entry)
-
-
-def pod_spec(doc: dict) -> dict | None:
-    path = POD_SPEC_PATHS.get(doc.get("kind"))
-    if path is None:
-        return None
-    node = doc
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node if isinstance(node, dict) else None
-
-
-def apply_patch(directory: Path, patch: dict, docs: list[dict], used: set[Path]) -> None:
-    where = directory / KUSTOMIZATION
-    unknown = sorted(set(patch) - PATCH_KEYS)
-    if unknown:
-        raise RenderError(f"{where}: patch fields {', '.join(unknown)} are not supported")
-    if ("path" in patch) == ("patch" in patch):
-        raise RenderError(f"{where}: a patch needs exactly one of path and patch")
-    target = patch.get("target")
-    if not isinstance(target, dict) or set(target) - TARGET_KEYS or not {"kind", "name"} <= set(target):
-        raise RenderError(
-            f"{where}: the built-in renderer supports patch targets with kind and name "
-            f"(and namespace) only, got {target}"
-        )
-    if "path" in patch:
-        path = (directory / patch["path"]).resolve()
-        used.add(path)
-        ops = load_documents_or_list(path)
-    else:
-        ops = yaml.safe_load(patch["patch"])
-    if not isinstance(ops, list):
-        raise RenderError(
-            f"{where}: only RFC 6902 JSON patches (a list of operations) are supported"
-        )
-    matches = [d for d in docs if matches_target(d, target)]
-    if len(matches) != 1:
-        raise RenderError(f"{where}: patch target {target} matches {len(matches)} resources")
-    for op in ops:
-        json_patch(matches[0], op)
-
-
-def load_documents_or_list(path: Path):
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-def matches_target(doc: dict, target: dict) -> bool:
-    meta = doc.get("metadata") or {}
-    return (
-        doc.get("kind") == target["kind"]
-        and meta.get("name") == target["name"]
-        and ("namespace" not in target or meta.get("namespace") == target["namespace"])
-    )
-
-
-def pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise RenderError(f"JSON pointer {path!r} must start with /")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def json_patch(doc: dict, op: dict) -> None:
-    """One RFC 6902 operation: add, remove or replace."""
-    kind = op.get("op")
-    if kind not in ("add", "remove", "replace"):
-        raise RenderError(f"JSON patch operation {kind!r} is not supported")
-    *parents, last = pointer(op["path"])
-    node = doc
-    for part in parents:
-        node = child(node, part, op["path"])
-    if isinstance(node, list):
-        if kind == "add" and last == "-":
-            node.append(copy.deepcopy(op["value"]))
-            return
-        index = list_index(node, last, op["path"], allow_end=kind == "add")
-        if kind == "add":
-            node.insert(index, copy.deepcopy(op["value"]))
-        elif kind == "remove":
-            del node[index]
-        else:
-            node[index] = copy.deepcopy(op["value"])
-    elif isinstance(node, dict):
-        if kind != "add" and last not in node:
-            raise RenderError(f"JSON patch {kind} {op['path']}: no such member")
-        if kind == "remove":
-            del node[last]
-        else:
-            node[last] = copy.deepcopy(op["value"])
-    else:
-        raise RenderError(f"JSON patch {kind} {op['path']}: parent is not a container")
-
-
-def child(node, part: str, path: str):
-    if isinstance(node, dict):
-        if part not in node:
-            raise RenderError(f"JSON patch path {path}: no member {part!r}")
-        return node[part]
-    if isinstance(node, list):
-        return node[list_index(node, part, path, allow_end=False)]
-    raise RenderError(f"JSON patch path {path}: {part!r} is inside a scalar")
-
-
-def list_index(node: list, part: str, path: str, allow_end: bool) -> int:
-    if not part.isdigit():
-        raise RenderError(f"JSON patch path {path}: {part!r} is not an array index")
-    index = int(part)
-    if index > len(node) or (index == len(node) and not allow_end):
-        raise RenderError(f"JSON patch path {path}: index {index} is out of range")
-    return index
-
-
-def kubectl_kustomize(directory: Path) -> list[dict] | None:
-    """`kubectl kustomize DIR` parsed, or None where kubectl cannot do it."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return None
-    probe = subprocess.run([kubectl, "kustomize", "--help"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return None
-    out = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise RenderError(f"kubectl kustomize {directory} failed: {out.stderr.strip()}")
-    return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+# === validation ===
 
 
 def identity(doc: dict) -> tuple[str, str, str]:
     meta = doc.get("metadata") or {}
     return (doc.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
-
-
-def same_rendering(ours: list[dict], theirs: list[dict]) -> list[str]:
-    """Differences between two renderings, as readable lines (empty if equal)."""
-    a = {identity(d): d for d in ours}
-    b = {identity(d): d for d in theirs}
-    problems = [f"only in the built-in rendering: {i}" for i in sorted(set(a) - set(b))]
-    problems += [f"only in kubectl kustomize: {i}" for i in sorted(set(b) - set(a))]
-    for i in sorted(set(a) & set(b)):
-        if a[i] != b[i]:
-            problems.append(
-                f"{i} differs:\n  built-in: {json.dumps(a[i], sort_keys=True)}\n"
-                f"  kubectl:  {json.dumps(b[i], sort_keys=True)}"
-            )
-    if len(a) != len(ours) or len(b) != len(theirs):
-        problems.append("duplicate kind/namespace/name in a rendering")
-    return problems
-
-
-# === validation ===
 
 
 class Validator:
@@ -354,13 +157,19 @@ class Validator:
 
         self._kv = kubernetes_validate
         self.versions = [OLDEST_KUBERNETES, utils.latest_version()]
-        with open(schema_dir / "secretproviderclass-v1.json", encoding="utf-8") as f:
-            spc_schema = json.load(f)
-        self._spc = jsonschema.Draft202012Validator(spc_schema)
+        self._local = {}
+        for key, name in LOCAL_SCHEMAS.items():
+            with open(schema_dir / name, encoding="utf-8") as f:
+                self._local[key] = jsonschema.Draft202012Validator(json.load(f))
+        with open(schema_dir / "driver-values.json", encoding="utf-8") as f:
+            self.driver_values = jsonschema.Draft202012Validator(json.load(f))
 
     def validate(self, doc: dict, where: str) -> None:
-        if doc.get("kind") == "SecretProviderClass":
-            self._validate_spc(doc, where)
+        local = self._local.get((doc.get("apiVersion"), doc.get("kind")))
+        if local is not None:
+            first_error(local, doc, f"{where}: {identity(doc)}")
+            if doc.get("kind") == "SecretProviderClass":
+                check_objects(doc["spec"]["parameters"].get("objects"), f"{where}: {identity(doc)}")
             return
         for version in self.versions:
             try:
@@ -374,13 +183,13 @@ class Validator:
                     f"/{path}: {e.message}"
                 ) from e
 
-    def _validate_spc(self, doc: dict, where: str) -> None:
-        errors = sorted(self._spc.iter_errors(doc), key=lambda e: list(e.path))
-        if errors:
-            e = errors[0]
-            path = "/".join(str(p) for p in e.path)
-            raise ValidationFailure(f"{where}: {identity(doc)} at /{path}: {e.message}")
-        check_objects(doc["spec"]["parameters"].get("objects"), f"{where}: {identity(doc)}")
+
+def first_error(validator, doc, where: str) -> None:
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        path = "/".join(str(p) for p in e.path)
+        raise ValidationFailure(f"{where} at /{path}: {e.message}")
 
 
 def check_objects(objects: str | None, where: str) -> None:
@@ -401,6 +210,132 @@ def check_objects(objects: str | None, where: str) -> None:
         raise ValidationFailure(f"{where}: parameters.objects is not valid: {e}") from e
 
 
+# === comparisons ===
+
+
+def differences(a_name: str, a_docs: list[dict], b_name: str, b_docs: list[dict]) -> list[str]:
+    """Differences between two sets of objects, as readable lines (empty if equal)."""
+    a = {identity(d): d for d in a_docs}
+    b = {identity(d): d for d in b_docs}
+    problems = [f"only in {a_name}: {i}" for i in sorted(set(a) - set(b))]
+    problems += [f"only in {b_name}: {i}" for i in sorted(set(b) - set(a))]
+    for i in sorted(set(a) & set(b)):
+        if a[i] != b[i]:
+            problems.append(
+                f"{i} differs:\n  {a_name}: {json.dumps(a[i], sort_keys=True)}\n"
+                f"  {b_name}: {json.dumps(b[i], sort_keys=True)}"
+            )
+    if len(a) != len(a_docs) or len(b) != len(b_docs):
+        problems.append("duplicate kind/namespace/name in a rendering")
+    return problems
+
+
+# === install commands in the docs ===
+
+
+def shell_commands(text: str) -> list[str]:
+    """The commands of ```sh blocks, continuation lines joined."""
+    commands, block, pending = [], False, ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):  # fences may be indented (lists)
+            block = line.strip() in ("```sh", "```bash", "```shell") if not block else False
+            pending = ""
+            continue
+        if not block:
+            continue
+        line = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        command = " ".join((pending + line).split())
+        pending = ""
+        if command:
+            commands += [c.strip() for c in command.split("&&") if c.strip()]
+    return commands
+
+
+def install_commands(root: Path = ROOT) -> list[tuple[str, list[str]]]:
+    """(document, argv) of every helm/kubectl install command in INSTALL_DOCS."""
+    found = []
+    for rel in INSTALL_DOCS:
+        path = root / rel
+        if not path.exists():
+            continue
+        for command in shell_commands(path.read_text(encoding="utf-8")):
+            argv = shlex.split(command)
+            if argv[:3] == ["helm", "upgrade", "--install"] or argv[:2] == ["helm", "install"] \
+                    or argv[:3] in (["kubectl", "apply", "-k"], ["kubectl", "apply", "-f"]):
+                found.append((rel, argv))
+    return found
+
+
+# Helm flags that matter to a cluster only, each with whether it takes a value.
+HELM_CLUSTER_FLAGS = {"--wait": False, "--atomic": False, "--create-namespace": False,
+                      "--timeout": True, "--kube-context": True, "--reuse-values": False}
+
+
+def check_helm_command(argv: list[str], where: str, root: Path,
+                       validator: Validator) -> tuple[str, int]:
+    rest = argv[3:] if argv[1] == "upgrade" else argv[2:]
+    release, chart, flags = rest[0], rest[1], rest[2:]
+    kept, repo, version, values = [], None, None, []
+    i = 0
+    while i < len(flags):
+        flag = flags[i]
+        name = flag.split("=", 1)[0]
+        takes = "=" not in flag
+        if name in HELM_CLUSTER_FLAGS:
+            i += 2 if HELM_CLUSTER_FLAGS[name] and takes else 1
+            continue
+        value = flag.split("=", 1)[1] if not takes else (flags[i + 1] if i + 1 < len(flags) else "")
+        if name == "--repo":
+            repo = value
+        elif name == "--version":
+            version = value
+        elif name in ("-f", "--values"):
+            values.append(value)
+        step = 2 if takes and name in ("--repo", "--version", "-f", "--values", "--set",
+                                      "--set-string", "-n", "--namespace") else 1
+        if name not in ("--repo", "--version"):
+            kept += flags[i:i + step]
+        i += step
+    if chart.rstrip("/") == CHART:
+        docs = helm_template(kept, root, release=release)
+        for doc in docs:
+            validator.validate(doc, f"{where}: `{shlex.join(argv)}`")
+        return ("chart", len(docs))
+    if repo is None or chart != "secrets-store-csi-driver":
+        raise ValidationFailure(f"{where}: `{shlex.join(argv)}`: an unknown chart")
+    if version not in SUPPORTED_DRIVER_CHARTS:
+        raise ValidationFailure(f"{where}: `{shlex.join(argv)}`: driver chart version {version} "
+                                f"is not one of {sorted(SUPPORTED_DRIVER_CHARTS)}")
+    if values != [DRIVER_VALUES]:
+        raise ValidationFailure(f"{where}: `{shlex.join(argv)}`: the driver must be installed "
+                                f"with -f {DRIVER_VALUES}")
+    return ("driver", 0)
+
+
+def check_install_commands(root: Path, validator: Validator) -> dict[str, int]:
+    counts = {"chart": 0, "driver": 0, "kustomize": 0, "file": 0}
+    for rel, argv in install_commands(root):
+        where = f"{rel}: `{shlex.join(argv)}`"
+        if argv[0] == "helm":
+            kind, _ = check_helm_command(argv, rel, root, validator)
+            counts[kind] += 1
+        elif argv[2] == "-k":
+            for doc in kustomize(root / argv[3], root):
+                validator.validate(doc, where)
+            counts["kustomize"] += 1
+        else:
+            target = root / argv[3]
+            if not target.is_file():
+                raise ValidationFailure(f"{where}: {argv[3]} does not exist")
+            for doc in load_documents(target):
+                validator.validate(doc, where)
+            counts["file"] += 1
+    return counts
+
+
 # === check ===
 
 
@@ -408,40 +343,15 @@ def kustomization_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in (root / "deploy").rglob(KUSTOMIZATION))
 
 
-def check(root: Path) -> int:
-    validator = Validator(root / "scripts" / "schemas")
-    used: set[Path] = set()
-    compared = 0
-    count = 0
+def patch_files(root: Path) -> set[Path]:
+    """Files that Kustomizations use as patches (not whole manifests)."""
+    used = set()
     for directory in kustomization_dirs(root):
-        rel = directory.relative_to(root)
-        docs = render(directory, used)
-        theirs = kubectl_kustomize(directory)
-        if theirs is not None:
-            problems = same_rendering(docs, theirs)
-            if problems:
-                raise RenderError(f"{rel}: built-in rendering differs from kubectl kustomize:\n"
-                                  + "\n".join(problems))
-            compared += 1
-        for doc in docs:
-            validator.validate(doc, f"{rel} (rendered)")
-            count += 1
-    for path in sorted((root / "deploy").rglob("*.yaml")):
-        path = path.resolve()
-        rel = path.relative_to(root.resolve()).as_posix()
-        if path in used:
-            continue
-        if rel in OTHER_CONFIGS:
-            check_other_config(path, rel)
-            continue
-        for doc in load_documents(path):
-            validator.validate(doc, rel)
-            count += 1
-    how = (f"{compared} also rendered by kubectl kustomize, identical" if compared
-           else "kubectl kustomize not available: built-in renderer only")
-    print(f"manifests: {len(kustomization_dirs(root))} Kustomizations rendered ({how}); "
-          f"{count} manifests valid for Kubernetes {' and '.join(validator.versions)} (strict)")
-    return 0
+        (k,) = load_documents(directory / KUSTOMIZATION)
+        for patch in k.get("patches") or []:
+            if "path" in patch:
+                used.add((directory / patch["path"]).resolve())
+    return used
 
 
 def check_other_config(path: Path, rel: str) -> None:
@@ -451,19 +361,78 @@ def check_other_config(path: Path, rel: str) -> None:
         raise ValidationFailure(f"{rel}: expected one {kind} of {api}")
 
 
+def check_driver_values(root: Path, validator: Validator) -> None:
+    (values,) = load_documents(root / DRIVER_VALUES)
+    first_error(validator.driver_values, values, DRIVER_VALUES)
+    (release,) = load_documents(root / FLUX_HELMRELEASE)
+    if release["spec"].get("values") != values:
+        raise ValidationFailure(f"{FLUX_HELMRELEASE}: spec.values differ from {DRIVER_VALUES}")
+
+
+def check(root: Path) -> int:
+    validator = Validator(root / "scripts" / "schemas")
+    count = 0
+
+    # Kustomizations, with kubectl kustomize.
+    dirs = kustomization_dirs(root)
+    rendered: dict[Path, list[dict]] = {}
+    for directory in dirs:
+        rel = directory.relative_to(root)
+        rendered[directory] = kustomize(directory, root)
+        for doc in rendered[directory]:
+            validator.validate(doc, f"{rel} (kubectl kustomize)")
+            count += 1
+
+    # Every other YAML file under deploy/ on its own.
+    patches = patch_files(root)
+    for path in sorted((root / "deploy").rglob("*.yaml")):
+        rel = path.relative_to(root).as_posix()
+        if path.name == KUSTOMIZATION or path.resolve() in patches:
+            continue
+        if rel in OTHER_CONFIGS:
+            check_other_config(path, rel)
+            continue
+        for doc in load_documents(path):
+            validator.validate(doc, rel)
+            count += 1
+
+    # The chart: lint and template, default values and each value set.
+    sets = [[]] + [["-f", str(p.relative_to(root))] for p in value_sets(root)]
+    for args in sets:
+        helm_lint(args, root)
+        for doc in helm_template(args, root):
+            validator.validate(doc, f"helm template {CHART} {shlex.join(args)}".strip())
+            count += 1
+
+    # Chart defaults == kubectl kustomize deploy/.
+    problems = differences("helm template (defaults)", helm_template([], root),
+                           "kubectl kustomize deploy", rendered[root / "deploy"])
+    if problems:
+        raise RenderError("the chart with default values and deploy/ differ:\n"
+                          + "\n".join(problems))
+
+    check_driver_values(root, validator)
+    commands = check_install_commands(root, validator)
+
+    print(f"manifests: {len(dirs)} Kustomizations rendered by kubectl kustomize; chart "
+          f"linted and rendered by helm with {len(sets)} value sets (defaults + "
+          f"{', '.join(p.name for p in value_sets(root))}), defaults identical to deploy/; "
+          f"{count} manifests valid for Kubernetes {' and '.join(validator.versions)} "
+          f"(strict); driver values and Flux HelmRelease agree; install commands in the "
+          f"docs rendered: {commands['chart']} helm (chart), {commands['driver']} helm "
+          f"(driver), {commands['kustomize']} kubectl apply -k, {commands['file']} "
+          f"kubectl apply -f")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("check", help="render and validate everything under deploy/")
-    c.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
-    r = sub.add_parser("render", help="print the built-in rendering of a Kustomization")
-    r.add_argument("directory", type=Path)
+    c = sub.add_parser("check", help="render and validate the chart and deploy/")
+    c.add_argument("--root", type=Path, default=ROOT)
     args = parser.parse_args(argv)
     try:
-        if args.command == "check":
-            return check(args.root.resolve())
-        yaml.safe_dump_all(render(args.directory), sys.stdout, sort_keys=False)
-        return 0
+        return check(args.root.resolve())
     except (RenderError, ValidationFailure) as e:
         print(f"manifests: {e}", file=sys.stderr)
         return 1

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Tests of scripts/manifests.py: the built-in Kustomization renderer (each
-supported feature, and a clear error for each unsupported one), the
-validation (it must reject what a cluster would reject), and the shipped
-DaemonSet's drop-in shape (the upstream fields users and tools rely on).
+"""Tests of scripts/manifests.py and of what it renders with the real tools
+(kubectl kustomize, helm template): the validation must reject what a
+cluster would reject; the shipped DaemonSet keeps upstream's drop-in shape;
+the chart maps upstream's value names (and ours) to the right flags and
+fields; the docs' install commands are found and checked.
 
 Run with the tools' Python: .tools/venv/bin/python scripts/manifests_test.py
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 import tempfile
-import textwrap
 import unittest
 from pathlib import Path
 
@@ -21,203 +23,6 @@ import manifests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "scripts" / "schemas"
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      initContainers:
-        - name: init
-          image: registry.example:5000/tools/init:1.0
-      containers:
-        - name: web
-          image: web
-          args: [--a]
-"""
-
-
-class Tree:
-    """A temporary directory of files given as {relative path: text}."""
-
-    def __init__(self, files: dict[str, str]):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.root = Path(self._tmp.name)
-        for rel, text in files.items():
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(text))
-
-    def render(self, rel: str = "."):
-        return manifests.render(self.root / rel)
-
-    def close(self):
-        self._tmp.cleanup()
-
-
-def kustomization(body: str) -> str:
-    return (
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        + textwrap.dedent(body)
-    )
-
-
-class RendererTest(unittest.TestCase):
-    def tree(self, files: dict[str, str]) -> Tree:
-        tree = Tree(files)
-        self.addCleanup(tree.close)
-        return tree
-
-    def test_namespace_applies_to_namespaced_kinds_only(self):
-        tree = self.tree({
-            "kustomization.yaml": kustomization("namespace: ops\nresources: [all.yaml]\n"),
-            "all.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa, namespace: x}\n"
-                        "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ops}\n",
-        })
-        sa, ns = tree.render()
-        self.assertEqual(sa["metadata"]["namespace"], "ops")
-        self.assertNotIn("namespace", ns["metadata"])
-
-    def test_namespace_refuses_kinds_it_does_not_know(self):
-        tree = self.tree({
-            "kustomization.yaml": kustomization("namespace: ops\nresources: [r.yaml]\n"),
-            "r.yaml": "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
-                      "metadata: {name: rb}\n",
-        })
-        with self.assertRaisesRegex(manifests.RenderError, "RoleBinding is namespaced"):
-            tree.render()
-
-    def test_images_retag_and_rename_by_name_only(self):
-        tree = self.tree({
-            "kustomization.yaml": kustomization(
-                """\
-                resources: [d.yaml]
-                images:
-                  - name: web
-                    newName: registry.example/team/web
-                    newTag: "2.0"
-                  - name: registry.example:5000/tools/init
-                    digest: sha256:abc
-                  - name: unrelated
-                    newTag: "9"
-                """
-            ),
-            "d.yaml": DEPLOYMENT,
-        })
-        (d,) = tree.render()
-        spec = d["spec"]["template"]["spec"]
-        self.assertEqual(spec["containers"][0]["image"], "registry.example/team/web:2.0")
-        self.assertEqual(spec["initContainers"][0]["image"],
-                         "registry.example:5000/tools/init@sha256:abc")
-
-    def test_retag_keeps_what_the_entry_does_not_set(self):
-        self.assertEqual(manifests.retag("a:1", {"name": "a", "newName": "b"}), "b:1")
-        self.assertEqual(manifests.retag("a@sha256:x", {"name": "a", "newTag": "2"}), "a:2")
-        self.assertEqual(manifests.retag("host:5000/a", {"name": "host"}), "host:5000/a")
-        self.assertEqual(manifests.split_image("host:5000/a:1@sha256:x"),
-                         ("host:5000/a", "1", "sha256:x"))
-
-    def test_overlay_patches_a_base_in_another_directory(self):
-        tree = self.tree({
-            "base/kustomization.yaml": kustomization(
-                "namespace: apps\nresources: [d.yaml]\nimages: [{name: web, newTag: '1'}]\n"),
-            "base/d.yaml": DEPLOYMENT,
-            "overlay/kustomization.yaml": kustomization(
-                """\
-                resources: [../base]
-                images: [{name: web, newTag: e2e}]
-                patches:
-                  - target: {kind: Deployment, name: web}
-                    path: ops.yaml
-                  - target: {kind: Deployment, name: web, namespace: apps}
-                    patch: |-
-                      - op: remove
-                        path: /spec/template/spec/initContainers
-                """
-            ),
-            "overlay/ops.yaml": """\
-                - op: add
-                  path: /spec/template/spec/containers/0/args/-
-                  value: --b
-                - op: add
-                  path: /spec/template/spec/containers/0/args/0
-                  value: --first
-                - op: replace
-                  path: /spec/selector/matchLabels/app
-                  value: web2
-                - op: add
-                  path: /metadata/annotations
-                  value: {a~b/c: d}
-                - op: replace
-                  path: /metadata/annotations/a~0b~1c
-                  value: e
-            """,
-        })
-        (d,) = tree.render("overlay")
-        spec = d["spec"]["template"]["spec"]
-        self.assertEqual(spec["containers"][0]["args"], ["--first", "--a", "--b"])
-        self.assertEqual(spec["containers"][0]["image"], "web:e2e")
-        self.assertNotIn("initContainers", spec)
-        self.assertEqual(d["spec"]["selector"]["matchLabels"]["app"], "web2")
-        self.assertEqual(d["metadata"]["annotations"], {"a~b/c": "e"})
-        self.assertEqual(d["metadata"]["namespace"], "apps")
-
-    def test_patch_errors_name_the_problem(self):
-        cases = {
-            "no such member": "- op: replace\n  path: /spec/missing\n  value: 1\n",
-            "out of range": "- op: add\n  path: /spec/template/spec/containers/5\n  value: {}\n",
-            "not supported": "- op: move\n  from: /a\n  path: /b\n",
-            "list of operations": "spec: {replicas: 2}\n",
-        }
-        for message, ops in cases.items():
-            with self.subTest(message):
-                tree = self.tree({
-                    "kustomization.yaml": kustomization(
-                        "resources: [d.yaml]\npatches:\n"
-                        "  - {target: {kind: Deployment, name: web}, path: p.yaml}\n"),
-                    "d.yaml": DEPLOYMENT,
-                    "p.yaml": ops,
-                })
-                with self.assertRaisesRegex(manifests.RenderError, message):
-                    tree.render()
-
-    def test_patch_target_must_match_exactly_one_resource(self):
-        tree = self.tree({
-            "kustomization.yaml": kustomization(
-                "resources: [d.yaml]\npatches:\n"
-                "  - target: {kind: Deployment, name: other}\n"
-                "    patch: '[{op: remove, path: /spec}]'\n"),
-            "d.yaml": DEPLOYMENT,
-        })
-        with self.assertRaisesRegex(manifests.RenderError, "matches 0 resources"):
-            tree.render()
-
-    def test_unsupported_fields_are_errors_not_ignored(self):
-        cases = {
-            "commonLabels": "resources: [d.yaml]\ncommonLabels: {a: b}\n",
-            "labelSelector": "resources: [d.yaml]\npatches:\n"
-                             "  - {target: {labelSelector: a=b}, patch: '[]'}\n",
-            "does not exist": "resources: [missing.yaml]\n",
-        }
-        for message, body in cases.items():
-            with self.subTest(message):
-                tree = self.tree({"kustomization.yaml": kustomization(body), "d.yaml": DEPLOYMENT})
-                with self.assertRaisesRegex(manifests.RenderError, message):
-                    tree.render()
-
-    def test_same_rendering_reports_differences(self):
-        a = [{"kind": "A", "metadata": {"name": "x"}, "spec": 1}]
-        b = [{"kind": "A", "metadata": {"name": "x"}, "spec": 2}]
-        self.assertEqual(manifests.same_rendering(a, a), [])
-        self.assertRegex(manifests.same_rendering(a, b)[0], "differs")
-        self.assertRegex(manifests.same_rendering(a, [])[0], "only in the built-in")
 
 
 class ValidatorTest(unittest.TestCase):
@@ -270,7 +75,7 @@ class ShippedManifestsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        docs = manifests.render(ROOT / "deploy")
+        docs = manifests.kustomize(ROOT / "deploy")
         cls.by_kind = {d["kind"]: d for d in docs}
         cls.kinds = sorted(d["kind"] for d in docs)
 
@@ -336,6 +141,184 @@ class ShippedManifestsTest(unittest.TestCase):
         ns, sa = manifests.load_documents(ROOT / "deploy/examples/setup.yaml")
         self.assertEqual((ns["kind"], ns["metadata"]["name"]), ("Namespace", "blog-post"))
         self.assertEqual(sa["metadata"], {"name": "kv-access-account", "namespace": "blog-post"})
+
+
+def daemonset(docs: list[dict]) -> dict:
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    return ds
+
+
+def container(docs: list[dict]) -> dict:
+    return daemonset(docs)["spec"]["template"]["spec"]["containers"][0]
+
+
+class ChartTest(unittest.TestCase):
+    """helm template of charts/akv-csi-provider with each value set."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.validator = manifests.Validator(SCHEMAS)
+        ci = f"{manifests.CHART}/ci"
+        cls.defaults = manifests.helm_template([])
+        cls.upstream = manifests.helm_template(["-f", f"{ci}/upstream-values.yaml"])
+        cls.toggles = manifests.helm_template(["-f", f"{ci}/toggles-values.yaml"])
+        cls.disabled = manifests.helm_template(["-f", f"{ci}/disabled-values.yaml"])
+
+    def test_defaults_are_deploys_objects(self):
+        self.assertEqual(manifests.differences(
+            "chart", self.defaults, "kustomize", manifests.kustomize(ROOT / "deploy")), [])
+
+    def test_a_difference_from_deploy_is_reported(self):
+        changed = manifests.helm_template(["--set", "linux.healthzPort=8990"])
+        problems = manifests.differences("chart", changed, "kustomize",
+                                         manifests.kustomize(ROOT / "deploy"))
+        self.assertEqual(len(problems), 1)
+        self.assertIn("DaemonSet", problems[0])
+
+    def test_upstream_value_names_carry_over(self):
+        c = container(self.upstream)
+        pod = daemonset(self.upstream)["spec"]["template"]
+        self.assertEqual(c["image"], "registry.example.com/akv-csi-provider:0.1.0")
+        self.assertEqual(c["imagePullPolicy"], "Always")
+        self.assertEqual(c["args"], [
+            "--endpoint=unix:///provider/azure.sock", "--log-format-json=true", "-v=2",
+            "--construct-pem-chain=true", "--write-cert-and-key-in-separate-files=true",
+            "--custom-user-agent=contoso/1.0", "--healthz-port=8990", "--healthz-path=/healthz",
+            "--healthz-timeout=10s",
+        ])
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": 8990})
+        self.assertEqual(c["resources"]["limits"], {"cpu": "50m", "memory": "100Mi"})
+        spec = pod["spec"]
+        self.assertEqual(spec["nodeSelector"], {"kubernetes.io/os": "linux", "agentpool": "system"})
+        self.assertEqual(spec["tolerations"], [{"key": "CriticalAddonsOnly", "operator": "Exists"}])
+        self.assertEqual(spec["priorityClassName"], "system-node-critical")
+        self.assertEqual(spec["imagePullSecrets"], [{"name": "regcred"}])
+        self.assertEqual(pod["metadata"]["labels"]["team"], "platform")
+        self.assertEqual(pod["metadata"]["annotations"], {"prometheus.io/scrape": "true"})
+        (vol,) = spec["volumes"]
+        self.assertEqual(vol["hostPath"]["path"], "/etc/kubernetes/secrets-store-csi-providers")
+        self.assertEqual(daemonset(self.upstream)["spec"]["updateStrategy"]["rollingUpdate"],
+                         {"maxUnavailable": 2})
+
+    def test_every_toggle(self):
+        c = container(self.toggles)
+        ds = daemonset(self.toggles)
+        spec = ds["spec"]["template"]["spec"]
+        self.assertEqual(c["image"], "registry.example.com/akv-csi-provider@sha256:"
+                         + "0123456789abcdef" * 4)
+        self.assertIn("--construct-pem-chain=false", c["args"])
+        self.assertIn("--prometheus-port=9090", c["args"])
+        self.assertIn({"containerPort": 9090, "name": "metrics", "protocol": "TCP"}, c["ports"])
+        for arg in ("-v=5", "--cache-ttl=30s", "--max-concurrent-fetches=8", "--keyvault-qps=50",
+                    "--request-timeout=10s", "--mount-timeout=60s",
+                    "--max-call-send-msg-size=8388608", "--admin-bind-address=0.0.0.0",
+                    "--cloud-name=AzureUSGovernmentCloud", "--sni-name=proxy.example.com",
+                    "--token-proxy-url=https://token-proxy.example.com",
+                    "--nmi-endpoint=http://127.0.0.1:2579", "--metrics-backend=prometheus"):
+            self.assertIn(arg, c["args"])
+        self.assertFalse(spec["hostNetwork"])
+        self.assertEqual(spec["dnsPolicy"], "ClusterFirst")
+        self.assertNotIn("readinessProbe", c)
+        self.assertNotIn("resources", c)
+        self.assertNotIn("tolerations", spec)
+        self.assertNotIn("affinity", spec)
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/livez", "port": 8990})
+        self.assertEqual([m["name"] for m in c["volumeMounts"]], ["providervol", "proxy-ca"])
+        self.assertEqual([e["name"] for e in c["env"]], ["HTTPS_PROXY", "SSL_CERT_FILE"])
+        self.assertEqual(ds["spec"]["updateStrategy"], {"type": "OnDelete"})
+        self.assertEqual(ds["metadata"]["labels"], {"app": "csi-secrets-store-provider-azure",
+                                                    "team": "platform"})
+        self.assertEqual([d["kind"] for d in self.toggles], ["DaemonSet"])  # rbac.install false
+
+    def test_release_workflow_can_pin_the_digest(self):
+        # .github/workflows/release.yml rewrites these two lines of values.yaml.
+        values = (ROOT / manifests.CHART / "values.yaml").read_text().splitlines()
+        self.assertIn("    repository: akv-csi-provider", values)
+        self.assertIn('    digest: ""', values)
+        workflow = (ROOT / ".github" / "workflows" / "release.yml").read_text()
+        self.assertIn("s|^    repository: akv-csi-provider$|", workflow)
+        self.assertIn('s|^    digest: \\"\\"$|', workflow)
+
+    def test_linux_disabled_leaves_the_service_account(self):
+        self.assertEqual([d["kind"] for d in self.disabled], ["ServiceAccount"])
+
+    def test_every_flag_the_chart_can_pass_exists(self):
+        cli = (ROOT / "src" / "cli.rs").read_text()
+        fields = set(re.findall(r"pub (\w+):", cli))
+        for docs in (self.defaults, self.upstream, self.toggles):
+            for arg in container(docs)["args"]:
+                name = arg.split("=", 1)[0].lstrip("-")
+                if name == "v":
+                    continue
+                self.assertIn(name.replace("-", "_"), fields, arg)
+
+    def test_every_rendering_validates(self):
+        for docs in (self.defaults, self.upstream, self.toggles, self.disabled):
+            for doc in docs:
+                self.validator.validate(doc, "test")
+
+
+class NotesTest(unittest.TestCase):
+    """NOTES.txt, which `helm template` does not render: rendered here from a
+    copy of the chart where it is a YAML string."""
+
+    def notes(self, args: list[str]) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = Path(tmp) / "chart"
+            shutil.copytree(ROOT / manifests.CHART, chart)
+            text = (chart / "templates" / "NOTES.txt").read_text()
+            (chart / "templates" / "NOTES.txt").unlink()
+            (chart / "templates" / "notes.yaml").write_text(
+                "notes: |\n" + "".join(f"  {line}\n" for line in text.splitlines()))
+            (doc,) = manifests.helm_template(args + ["--show-only", "templates/notes.yaml"],
+                                             chart=str(chart))
+            return doc["notes"]
+
+    def test_defaults_have_no_warning(self):
+        self.assertNotIn("NOTE:", self.notes([]))
+
+    def test_upstream_only_values_are_named(self):
+        notes = self.notes(["-f", f"{manifests.CHART}/ci/upstream-values.yaml",
+                            "--set", "windows.enabled=true", "--set", "linux.privileged=true",
+                            "--set", "enableArcExtension=true"])
+        for value in ("linux.providersDir", "secrets-store-csi-driver.install",
+                      "windows.enabled", "linux.privileged", "enableArcExtension"):
+            self.assertIn(f"NOTE: {value}", notes)
+
+
+class InstallCommandsTest(unittest.TestCase):
+    def test_shell_blocks_are_split_into_commands(self):
+        text = ("Text\n```sh\n# comment\nhelm upgrade --install a charts/akv-csi-provider \\\n"
+                "  --namespace kube-system  # note\nkubectl apply -k deploy/ && kubectl get pods\n"
+                "```\n```yaml\nkubectl apply -k nothing\n```\n1. In a list:\n\n   ```sh\n   kubectl apply -f x.yaml\n   ```\n")
+        self.assertEqual(manifests.shell_commands(text), [
+            "helm upgrade --install a charts/akv-csi-provider --namespace kube-system",
+            "kubectl apply -k deploy/", "kubectl get pods", "kubectl apply -f x.yaml"])
+
+    def test_the_docs_install_both_ways(self):
+        kinds = {" ".join(argv[:3]) for _, argv in manifests.install_commands()}
+        self.assertIn("helm upgrade --install", kinds)
+        self.assertIn("kubectl apply -k", kinds)
+
+    def test_a_driver_command_needs_a_supported_version_and_our_values(self):
+        validator = manifests.Validator(SCHEMAS)
+        base = ["helm", "upgrade", "--install", "csi", "secrets-store-csi-driver",
+                "--repo", "https://example", "--namespace", "kube-system"]
+        ok = base + ["--version", "1.6.0", "-f", manifests.DRIVER_VALUES]
+        self.assertEqual(manifests.check_helm_command(ok, "t", ROOT, validator), ("driver", 0))
+        for bad in (base + ["--version", "1.4.0", "-f", manifests.DRIVER_VALUES],
+                    base + ["--version", "1.6.0", "--set", "tokenRequests[0].audience=x"]):
+            with self.assertRaises(manifests.ValidationFailure):
+                manifests.check_helm_command(bad, "t", ROOT, validator)
+
+    def test_driver_values_schema_is_strict(self):
+        validator = manifests.Validator(SCHEMAS)
+        (values,) = manifests.load_documents(ROOT / manifests.DRIVER_VALUES)
+        manifests.first_error(validator.driver_values, values, "ok")
+        for broken in ({**values, "tokenRequest": []}, {**values, "syncSecret": {"enable": True}},
+                       {**values, "tokenRequests": []}):
+            with self.assertRaises(manifests.ValidationFailure):
+                manifests.first_error(validator.driver_values, broken, "broken")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 # `make e2e-kind`: the provider in a real cluster with no Azure account.
 #
 # Creates a kind cluster, builds and loads the provider and fake-azure
-# images, installs the upstream Secrets Store CSI Driver (pinned chart, Secret
-# sync and rotation on) and adds tokenRequests with the patch users apply
-# (deploy/examples/csidriver-tokenrequests-patch.yaml), runs fake-azure in the
+# images, installs the upstream Secrets Store CSI Driver (pinned chart, with
+# charts/secrets-store-csi-driver-values.yaml as docs/install.md does:
+# tokenRequests, Secret sync and rotation), runs fake-azure in the
 # cluster seeded with the cluster's own service-account issuer, deploys the
 # provider from deploy/ (overlay deploy/e2e: local image, HTTPS_PROXY and
 # SSL_CERT_FILE pointing at the fake), then plays
@@ -271,21 +271,27 @@ create_cluster() {
 }
 
 install_driver() {
-  step "installing the Secrets Store CSI Driver (chart $chart_version, sync + rotation every 30s)"
+  step "installing the Secrets Store CSI Driver (chart $chart_version, charts/secrets-store-csi-driver-values.yaml, rotation every 30s)"
+  # The documented install (docs/install.md): the driver's chart with our
+  # values file (tokenRequests, Secret sync, rotation), the poll made shorter
+  # so rotation is seen within the test's wait.
   helm upgrade --install csi-secrets-store secrets-store-csi-driver \
     --repo "$chart_repo" --version "$chart_version" \
     --kube-context "$context" --namespace kube-system \
-    --set syncSecret.enabled=true \
-    --set enableSecretRotation=true \
+    -f charts/secrets-store-csi-driver-values.yaml \
     --set rotationPollInterval=30s \
     --wait --timeout 5m || fail "helm install of the driver failed"
-  # The documented patch, exactly as README tells users to apply it.
-  k patch csidriver secrets-store.csi.k8s.io --type merge \
-    --patch-file deploy/examples/csidriver-tokenrequests-patch.yaml >/dev/null ||
-    fail "patching the CSIDriver's tokenRequests failed"
-  check "CSIDriver requests tokens for api://AzureADTokenExchange" \
+  check "CSIDriver requests tokens for api://AzureADTokenExchange and api://AKSIdentityBinding" \
     test "$(k get csidriver secrets-store.csi.k8s.io -o 'jsonpath={.spec.tokenRequests[*].audience}')" \
-    = "api://AzureADTokenExchange"
+    = "api://AzureADTokenExchange api://AKSIdentityBinding"
+  case "$chart_version" in
+    1.5.*)
+      # Chart 1.5.x: the rotation reconciler requests the tokens itself and
+      # needs this role, which the chart creates only with tokenRequests set.
+      check "chart $chart_version created the token-request ClusterRole" \
+        k get clusterrole secretprovidertokenrequest-role
+      ;;
+  esac
 }
 
 start_fake() {
