@@ -274,20 +274,25 @@ impl Mounter {
             }]);
         }
         let what = What::Versions(collection(object.object_type));
+        let started = Instant::now();
         let listed = self
             .reads
             .read(cx, vault, token, what, &object.name, "")
-            .await
-            .and_then(|read| match &*read {
-                Read::Versions(listed) => Ok(listed
-                    .iter()
-                    .map(|v| VersionEntry {
-                        version: v.version.clone(),
-                        created: v.created,
-                    })
-                    .collect::<Vec<_>>()),
-                _ => Err(mismatch(vault)),
-            });
+            .await;
+        // As upstream: a listing is recorded like a fetch.
+        let code = listed.as_ref().err().map(|e| e.code());
+        self.metrics
+            .keyvault_request(object.object_type, &object.name, started.elapsed(), code);
+        let listed = listed.and_then(|read| match &*read {
+            Read::Versions(listed) => Ok(listed
+                .iter()
+                .map(|v| VersionEntry {
+                    version: v.version.clone(),
+                    created: v.created,
+                })
+                .collect::<Vec<_>>()),
+            _ => Err(mismatch(vault)),
+        });
         let entries = match listed {
             Err(e) if object.extensions.optional && is_not_found(&e) => {
                 self.skip_missing(object, &object.context(), &e.code());
@@ -375,7 +380,8 @@ impl Mounter {
         self.metrics.optional_object_missing(object.object_type);
     }
 
-    /// `keyvault_request` and a debug line per object fetch.
+    /// `keyvault_request` and a debug line per object fetch (listings are
+    /// recorded in `plan`).
     fn observe_fetch(
         &self,
         object: &KeyVaultObject,

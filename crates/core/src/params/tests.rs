@@ -711,7 +711,7 @@ fn object_validation_errors() {
             "failed to get objectType:secret, objectName:a, objectVersion:: invalid objectFormat: der, should be PEM or PFX",
         ),
         (
-            "objectName: a\nobjectType: key\nobjectFormat: PFX",
+            "objectName: a\nobjectType: key\nobjectFormat: pfx",
             "failed to get objectType:key, objectName:a, objectVersion:: PFX format only supported for objectType: secret",
         ),
         (
