@@ -84,13 +84,6 @@ pub enum MountError {
         #[source]
         source: ObjectError,
     },
-    /// Only known after fetching: a certificate-backed secret's `.crt` or
-    /// `.key` file has the name of another object's file.
-    #[error(
-        "two files are named {0:?} (--write-cert-and-key-in-separate-files adds <file>.crt and \
-         <file>.key for certificate-backed secrets); change an objectAlias"
-    )]
-    DuplicateFile(String),
     /// The files would make a response the driver refuses.
     #[error(
         "the mount's files exceed {limit} bytes, the most the driver accepts (its \
@@ -123,7 +116,6 @@ impl MountError {
             Self::Vault(_) => Cow::Borrowed("InvalidVaultName"),
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
-            Self::DuplicateFile(_) => Cow::Borrowed("DuplicateFile"),
             Self::ResponseTooLarge { .. } => Cow::Borrowed("ResponseTooLarge"),
         }
     }
@@ -226,14 +218,15 @@ impl Mounter {
             .map(|files| size.add(files))
             .collect::<Result<_, _>>()?;
         let mut output = MountOutput::default();
-        let mut paths = std::collections::HashSet::new();
+        let mut paths = std::collections::HashMap::new();
         let mut mounted = vec![false; params.objects.len()];
         for (owner, items) in owners.into_iter().zip(rendered) {
             mounted[owner] |= !items.is_empty();
             for item in items {
-                if !paths.insert(item.file.path.clone()) {
-                    return Err(MountError::DuplicateFile(item.file.path));
+                if let Some(&first) = paths.get(&item.file.path) {
+                    self.duplicate_path(&params.objects, (first, owner), &item.file.path);
                 }
+                paths.insert(item.file.path.clone(), owner);
                 output.files.push(item.file);
                 output.versions.push(item.version);
             }
@@ -242,6 +235,30 @@ impl Mounter {
             .versions
             .extend(missing_versions(&params.objects, &mounted));
         Ok(output)
+    }
+
+    /// Two objects write one file: both are returned, as upstream, and the
+    /// driver keeps the later one's; one warning naming both, and
+    /// `akv_duplicate_output_paths_total`.
+    fn duplicate_path(
+        &self,
+        objects: &[KeyVaultObject],
+        (first, second): (usize, usize),
+        path: &str,
+    ) {
+        let name = |i: usize| {
+            objects
+                .get(i)
+                .map(KeyVaultObject::context)
+                .unwrap_or_default()
+        };
+        tracing::warn!(
+            path,
+            first = %name(first),
+            second = %name(second),
+            "two objects write the same file; the driver keeps the content of the one declared last, as with upstream: set objectAlias to keep both"
+        );
+        self.metrics.duplicate_output_path();
     }
 
     /// A token Key Vault rejects (401: expired or revoked early) must not be

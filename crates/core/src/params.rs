@@ -136,12 +136,6 @@ pub enum ParamsError {
         source: Box<ParamsError>,
         hints: Hints,
     },
-    #[error("objects at index {} (objectName:{}) and index {} (objectName:{}) write the same file {path:?}", .first.0, .first.1, .second.0, .second.1)]
-    DuplicateFileName {
-        path: String,
-        first: (usize, String),
-        second: (usize, String),
-    },
     #[error("object at index {} (objectName:{}) writes the file {path:?}, but object at index {} (objectName:{}) writes {nested_path:?} inside it", .file.0, .file.1, .nested.0, .nested.1)]
     FileDirectoryConflict {
         path: String,
@@ -165,7 +159,6 @@ impl ParamsError {
             | Self::TooManyVersions(_)
             | Self::ObjectUnmarshal { .. }
             | Self::Object { .. }
-            | Self::DuplicateFileName { .. }
             | Self::FileDirectoryConflict { .. } => "InvalidObjects",
             _ => "InvalidParameters",
         }
