@@ -73,6 +73,7 @@ pub async fn run(
         version = env!("CARGO_PKG_VERSION"),
         "starting akv-csi-provider"
     );
+    warn_on_stack_without_file(&config);
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let service = CsiDriverProviderServer::new(provider(&config, &metrics)?);
@@ -181,6 +182,20 @@ impl GrpcListener {
                 Probe::Tcp(addr)
             }
         }
+    }
+}
+
+/// `--cloud-name=AzureStackCloud` starts (the file is read per mount, so a
+/// file that appears later needs no restart); without the variable, say now
+/// what mounts without `cloudEnvFileName` will fail with.
+fn warn_on_stack_without_file(config: &Config) {
+    let parse = &config.parse;
+    if crate::cloud::is_azure_stack(&parse.default_cloud_name) && parse.environment_file.is_empty()
+    {
+        tracing::warn!(
+            "--cloud-name={} but AZURE_ENVIRONMENT_FILEPATH is not set: mounts without cloudName and cloudEnvFileName will fail; set it to the path of the cloud environment JSON file",
+            parse.default_cloud_name
+        );
     }
 }
 

@@ -71,8 +71,14 @@ pub struct MountOutput {
 /// `failed to mount objects, error: `.
 #[derive(Debug, Error)]
 pub enum MountError {
-    #[error("cloudName AzureStackCloud is not valid, error: {0}")]
-    Cloud(#[from] CloudError),
+    /// The Azure Stack environment file, read for this mount; the name as
+    /// the user spelled it.
+    #[error("cloudName {name} is not valid, error: {source}")]
+    Cloud {
+        name: String,
+        #[source]
+        source: CloudError,
+    },
     #[error("failed to get vault: {0}")]
     Vault(#[from] VaultNameError),
     #[error("{0}")]
@@ -112,7 +118,7 @@ impl MountError {
     /// (`SecretNotFound`, `AADSTS70021`, `Throttled`, …) or our own.
     pub fn code(&self) -> Cow<'static, str> {
         match self {
-            Self::Cloud(_) => Cow::Borrowed("InvalidCloud"),
+            Self::Cloud { .. } => Cow::Borrowed("InvalidCloud"),
             Self::Vault(_) => Cow::Borrowed("InvalidVaultName"),
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
@@ -581,15 +587,34 @@ fn collection(object_type: ObjectType) -> Collection {
 async fn resolve_cloud(spec: &CloudSpec) -> Result<Cloud, MountError> {
     match spec {
         CloudSpec::Known(cloud) => Ok(cloud.clone()),
-        CloudSpec::AzureStack { env_file } => {
+        CloudSpec::AzureStack { name, env_file } => {
+            let invalid = |source| MountError::Cloud {
+                name: name.clone(),
+                source,
+            };
             let text = tokio::fs::read_to_string(env_file).await.map_err(|e| {
-                CloudError::EnvironmentFile {
+                invalid(CloudError::EnvironmentFile {
                     path: env_file.clone(),
-                    reason: e.to_string(),
-                }
+                    reason: go_io_reason(&e),
+                })
             })?;
-            Ok(Cloud::from_environment_json(&text)?)
+            Cloud::from_environment_json(&text).map_err(invalid)
         }
+    }
+}
+
+/// An I/O error as Go's `*PathError` words its cause: `no such file or
+/// directory`, without Rust's capital and `(os error 2)`.
+fn go_io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

@@ -42,6 +42,10 @@ use attributes::*;
 pub struct ParseOptions {
     /// `--cloud-name`: the cloud when `cloudName` is empty.
     pub default_cloud_name: String,
+    /// `AZURE_ENVIRONMENT_FILEPATH` as the process started with it (empty
+    /// when unset): the Azure Stack environment file when the request has
+    /// no `cloudEnvFileName`, as go-autorest reads it.
+    pub environment_file: String,
 }
 
 /// A parsed, validated mount request.
@@ -235,6 +239,7 @@ impl Default for ParseOptions {
     fn default() -> Self {
         Self {
             default_cloud_name: "AzurePublicCloud".to_owned(),
+            environment_file: String::new(),
         }
     }
 }

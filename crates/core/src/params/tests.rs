@@ -631,13 +631,50 @@ fn clouds() {
     assert_eq!(
         run(&stack, &sp_secrets()).unwrap().cloud,
         CloudSpec::AzureStack {
+            name: "azurestackcloud".into(),
             env_file: "/etc/kubernetes/env.json".into()
         }
     );
     assert_eq!(
         err(&with(&[(CLOUD_NAME, "AzureStackCloud")]), &sp_secrets()),
-        "cloudName AzureStackCloud is not valid, error: cloudEnvFileName is not set; AzureStackCloud needs the path of a cloud environment JSON file"
+        "cloudName AzureStackCloud is not valid, error: open : no such file or directory (AZURE_ENVIRONMENT_FILEPATH is not set in the provider's environment and cloudEnvFileName is empty: set either to the path of the cloud environment JSON file)"
     );
+    // Without cloudEnvFileName, AZURE_ENVIRONMENT_FILEPATH (read at start-up)
+    // names the file, as go-autorest reads it; cloudEnvFileName wins.
+    let stack_env = ParseOptions {
+        environment_file: "/etc/azs/env.json".into(),
+        ..ParseOptions::default()
+    };
+    let attributes = serde_json::to_string(&with(&[(CLOUD_NAME, "AzureStackCloud")])).unwrap();
+    assert_eq!(
+        parse(&attributes, &sp_secrets(), "420", &stack_env)
+            .unwrap()
+            .cloud,
+        CloudSpec::AzureStack {
+            name: "AzureStackCloud".into(),
+            env_file: "/etc/azs/env.json".into()
+        }
+    );
+    let attributes = serde_json::to_string(&stack).unwrap();
+    assert_eq!(
+        parse(&attributes, &sp_secrets(), "420", &stack_env)
+            .unwrap()
+            .cloud,
+        CloudSpec::AzureStack {
+            name: "azurestackcloud".into(),
+            env_file: "/etc/kubernetes/env.json".into()
+        }
+    );
+    // --cloud-name=AzureStackCloud is the default for SPCs without cloudName.
+    let stack_default = ParseOptions {
+        default_cloud_name: "AzureStackCloud".into(),
+        ..stack_env
+    };
+    let attributes = serde_json::to_string(&base()).unwrap();
+    assert!(matches!(
+        parse(&attributes, &sp_secrets(), "420", &stack_default).unwrap().cloud,
+        CloudSpec::AzureStack { env_file, .. } if env_file == "/etc/azs/env.json"
+    ));
     // cloudEnvFileName alone does not change the cloud.
     let params = run(&with(&[(CLOUD_ENV_FILE_NAME, "/x.json")]), &sp_secrets()).unwrap();
     assert_eq!(params.cloud, CloudSpec::Known(Cloud::public()));
@@ -645,6 +682,7 @@ fn clouds() {
     let attributes = serde_json::to_string(&base()).unwrap();
     let opts = ParseOptions {
         default_cloud_name: "AzureChinaCloud".into(),
+        ..ParseOptions::default()
     };
     let params = parse(&attributes, &sp_secrets(), "420", &opts).unwrap();
     assert_eq!(params.cloud, CloudSpec::Known(Cloud::china()));
