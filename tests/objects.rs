@@ -207,7 +207,7 @@ async fn pkcs12_secrets_are_the_key_then_the_chain_leaf_first() {
     assert_eq!(
         got[2],
         ("noaki".into(), ordered("noaki")),
-        "#747: ordered without AKI/SKI"
+        "#1739: ordered without AKI/SKI"
     );
     assert_eq!(response.files[3].path, "kv.pfx");
     assert_eq!(response.files[3].contents, fixture("rsa-kv.pfx"));
