@@ -1,6 +1,7 @@
 //! The admin HTTP endpoints, apart from the gRPC socket: liveness on
-//! `--healthz-port`/`--healthz-path` (a `Version` call over the provider's
-//! own socket within `--healthz-timeout`, as upstream), readiness on
+//! `--healthz-port`/`--healthz-path` (a `grpc.health.v1.Health/Check` call
+//! with service `""` over the provider's own socket within
+//! `--healthz-timeout`, as upstream), readiness on
 //! `/readyz` of the same port (a latch set once the socket serves, cleared
 //! when shutdown begins), and Prometheus `/metrics` on `--prometheus-port`.
 //!
@@ -24,8 +25,9 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::proto::VersionRequest;
-use crate::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// Where and how the admin endpoints are served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,13 +244,13 @@ async fn route(State(routes): State<Routes>, uri: Uri) -> Response {
     }
 }
 
-/// 200 `ok` when `Version` answers over the socket in time, else 503 with
-/// the reason.
+/// 200 `ok` when `Health/Check` answers `SERVING` over the socket in time,
+/// else 503 with the reason.
 async fn healthz(state: &AdminState) -> Response {
     let limit = state.healthz_timeout;
-    let outcome = match tokio::time::timeout(limit, version(&state.probe)).await {
+    let outcome = match tokio::time::timeout(limit, check(&state.probe)).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(format!("Version did not answer within {limit:?}")),
+        Err(_) => Err(format!("Health/Check did not answer within {limit:?}")),
     };
     match outcome {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
@@ -278,8 +280,9 @@ fn metrics(registry: &Registry) -> Response {
         .into_response()
 }
 
-/// One `Version` call on a fresh connection to the provider's endpoint.
-async fn version(probe: &Probe) -> Result<(), String> {
+/// One `Health/Check` (service `""`) on a fresh connection to the
+/// provider's endpoint, as upstream's `/healthz` makes.
+async fn check(probe: &Probe) -> Result<(), String> {
     let probe = probe.clone();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -288,14 +291,20 @@ async fn version(probe: &Probe) -> Result<(), String> {
         }))
         .await
         .map_err(|e| format!("cannot connect: {}", root_cause(&e)))?;
-    let request = VersionRequest {
-        version: crate::server::API_VERSION.to_owned(),
+    let request = HealthCheckRequest {
+        service: String::new(),
     };
-    CsiDriverProviderClient::new(channel)
-        .version(request)
+    let response = HealthClient::new(channel)
+        .check(request)
         .await
-        .map(|_| ())
-        .map_err(|status| format!("Version failed: {}", status.code()))
+        .map_err(|status| format!("Health/Check failed: {}", status.code()))?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!(
+            "expected health check response serving, got {}",
+            other.as_str_name()
+        )),
+    }
 }
 
 type Io = hyper_util::rt::TokioIo<Box<dyn IoStream>>;

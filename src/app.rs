@@ -1,8 +1,8 @@
 //! Builds the long-lived parts from the configuration — one HTTP client, the
 //! authenticator, the Key Vault client, the mount pipeline, the metrics
-//! registry — and serves the provider on its socket (with the gRPC metrics
-//! layer) plus the admin endpoints (`admin.rs`) until SIGTERM or SIGINT.
-//! Shutdown is graceful: `/readyz` turns 503, the socket stops accepting,
+//! registry — and serves the provider and `grpc.health.v1.Health` on its
+//! socket (with the gRPC metrics layer) plus the admin endpoints (`admin.rs`) until SIGTERM or SIGINT.
+//! Shutdown is graceful: `/readyz` turns 503, health turns `NOT_SERVING`, the socket stops accepting,
 //! in-flight mounts finish, the socket file is removed, the admin listeners
 //! close last.
 
@@ -23,6 +23,7 @@ use crate::admin::{self, AdminState, Probe, Readiness};
 use crate::auth::Authenticator;
 use crate::authority::AuthorityRewrite;
 use crate::config::Config;
+use crate::health::Health;
 use crate::http::{BuildError, Http};
 use crate::keyvault::KeyVault;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
@@ -72,12 +73,15 @@ pub async fn run(
         version = env!("CARGO_PKG_VERSION"),
         "starting akv-csi-provider"
     );
+    warn_on_stack_without_file(&config);
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let service = CsiDriverProviderServer::new(provider(&config, &metrics)?);
+    let health = Health::serving().await;
     let server = Server::builder()
         .layer(GrpcMetricsLayer::new(metrics))
-        .add_service(service);
+        .add_service(service)
+        .add_service(health.service());
     // Admin first: a failure there leaves no socket file behind.
     let admin = admin::Listeners::bind(&config.admin).await?;
     let listener = GrpcListener::bind(&config.endpoint).await?;
@@ -96,6 +100,7 @@ pub async fn run(
     let shutdown = async {
         shutdown.await;
         readiness.set_stopping();
+        health.set_draining().await;
     };
     readiness.set_ready();
     let served = serve_grpc(server, listener, &config.endpoint, shutdown).await;
@@ -177,6 +182,20 @@ impl GrpcListener {
                 Probe::Tcp(addr)
             }
         }
+    }
+}
+
+/// `--cloud-name=AzureStackCloud` starts (the file is read per mount, so a
+/// file that appears later needs no restart); without the variable, say now
+/// what mounts without `cloudEnvFileName` will fail with.
+fn warn_on_stack_without_file(config: &Config) {
+    let parse = &config.parse;
+    if crate::cloud::is_azure_stack(&parse.default_cloud_name) && parse.environment_file.is_empty()
+    {
+        tracing::warn!(
+            "--cloud-name={} but AZURE_ENVIRONMENT_FILEPATH is not set: mounts without cloudName and cloudEnvFileName will fail; set it to the path of the cloud environment JSON file",
+            parse.default_cloud_name
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::admin::AdminConfig;
 use crate::auth::{self, AuthConfig, TokenProxyConfig};
 use crate::cli::Args;
-use crate::cloud::{Cloud, CloudError};
+use crate::cloud::{self, Cloud, CloudError};
 use crate::http::{ExtraRoots, HttpConfig};
 use crate::keyvault::KeyVaultConfig;
 use crate::mount::MountOptions;
@@ -77,7 +77,10 @@ impl Config {
     /// environment in `main`, a map in tests).
     pub fn build(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let endpoint = Endpoint::parse(&args.endpoint)?;
-        Cloud::from_name(&args.cloud_name)?;
+        // Azure Stack's endpoints come from a file read per mount.
+        if !cloud::is_azure_stack(&args.cloud_name) {
+            Cloud::from_name(&args.cloud_name)?;
+        }
         if !args.metrics_backend.eq_ignore_ascii_case("prometheus") {
             return Err(ConfigError::MetricsBackend(args.metrics_backend.clone()));
         }
@@ -133,6 +136,7 @@ impl Config {
             },
             parse: ParseOptions {
                 default_cloud_name: args.cloud_name.clone(),
+                environment_file: env(cloud::ENVIRONMENT_FILEPATH_ENV).unwrap_or_default(),
             },
             log_json: args.log_format_json,
             verbosity: args.verbosity,

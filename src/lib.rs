@@ -20,6 +20,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod dryrun;
+pub mod health;
 pub mod http;
 pub mod keyvault;
 pub mod metrics;

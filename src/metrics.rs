@@ -59,6 +59,7 @@ struct Families {
     http_throttled: Family<labels::HttpService, Counter>,
     http_retries: Family<labels::HttpService, Counter>,
     coalesced_reads: Counter,
+    duplicate_paths: Counter,
     optional_missing: Family<labels::ObjectTypeLabel, Counter>,
     mounts_in_flight: Gauge,
     mount_objects: Histogram,
@@ -75,6 +76,7 @@ impl Default for Families {
             http_throttled: Family::default(),
             http_retries: Family::default(),
             coalesced_reads: Counter::default(),
+            duplicate_paths: Counter::default(),
             optional_missing: Family::default(),
             mounts_in_flight: Gauge::default(),
             mount_objects: Histogram::new(OBJECT_BUCKETS),
@@ -209,6 +211,11 @@ impl Metrics {
         self.families.coalesced_reads.inc();
     }
 
+    /// Two objects of one mount wrote the same file path.
+    pub fn duplicate_output_path(&self) {
+        self.families.duplicate_paths.inc();
+    }
+
     /// An `optional` object left out of a mount because it does not exist.
     pub fn optional_object_missing(&self, object_type: ObjectType) {
         let labels = labels::ObjectTypeLabel {
@@ -261,6 +268,11 @@ impl Families {
             "coalesced_reads",
             "Key Vault reads answered by an identical read already in flight",
             self.coalesced_reads.clone(),
+        );
+        registry.register(
+            "duplicate_output_paths",
+            "Files written by two objects of one mount (the driver keeps the later one)",
+            self.duplicate_paths.clone(),
         );
         registry.register(
             "optional_objects_missing",
@@ -373,6 +385,7 @@ mod tests {
             m.retry(Service::KeyVault);
             m.coalesced_read();
             m.optional_object_missing(ObjectType::Key);
+            m.duplicate_output_path();
             let _guard = m.mount_started(3);
         });
         for line in [
@@ -385,6 +398,7 @@ mod tests {
             "akv_http_retries_total{service=\"keyvault\"} 1",
             "akv_coalesced_reads_total 1",
             "akv_optional_objects_missing_total{object_type=\"key\"} 1",
+            "akv_duplicate_output_paths_total 1",
             "akv_mount_objects_bucket{le=\"5.0\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");

@@ -71,8 +71,14 @@ pub struct MountOutput {
 /// `failed to mount objects, error: `.
 #[derive(Debug, Error)]
 pub enum MountError {
-    #[error("cloudName AzureStackCloud is not valid, error: {0}")]
-    Cloud(#[from] CloudError),
+    /// The Azure Stack environment file, read for this mount; the name as
+    /// the user spelled it.
+    #[error("cloudName {name} is not valid, error: {source}")]
+    Cloud {
+        name: String,
+        #[source]
+        source: CloudError,
+    },
     #[error("failed to get vault: {0}")]
     Vault(#[from] VaultNameError),
     #[error("{0}")]
@@ -84,13 +90,6 @@ pub enum MountError {
         #[source]
         source: ObjectError,
     },
-    /// Only known after fetching: a certificate-backed secret's `.crt` or
-    /// `.key` file has the name of another object's file.
-    #[error(
-        "two files are named {0:?} (--write-cert-and-key-in-separate-files adds <file>.crt and \
-         <file>.key for certificate-backed secrets); change an objectAlias"
-    )]
-    DuplicateFile(String),
     /// The files would make a response the driver refuses.
     #[error(
         "the mount's files exceed {limit} bytes, the most the driver accepts (its \
@@ -119,11 +118,10 @@ impl MountError {
     /// (`SecretNotFound`, `AADSTS70021`, `Throttled`, …) or our own.
     pub fn code(&self) -> Cow<'static, str> {
         match self {
-            Self::Cloud(_) => Cow::Borrowed("InvalidCloud"),
+            Self::Cloud { .. } => Cow::Borrowed("InvalidCloud"),
             Self::Vault(_) => Cow::Borrowed("InvalidVaultName"),
             Self::Auth(e) => e.code(),
             Self::Object { source, .. } => source.code(),
-            Self::DuplicateFile(_) => Cow::Borrowed("DuplicateFile"),
             Self::ResponseTooLarge { .. } => Cow::Borrowed("ResponseTooLarge"),
         }
     }
@@ -226,14 +224,15 @@ impl Mounter {
             .map(|files| size.add(files))
             .collect::<Result<_, _>>()?;
         let mut output = MountOutput::default();
-        let mut paths = std::collections::HashSet::new();
+        let mut paths = std::collections::HashMap::new();
         let mut mounted = vec![false; params.objects.len()];
         for (owner, items) in owners.into_iter().zip(rendered) {
             mounted[owner] |= !items.is_empty();
             for item in items {
-                if !paths.insert(item.file.path.clone()) {
-                    return Err(MountError::DuplicateFile(item.file.path));
+                if let Some(&first) = paths.get(&item.file.path) {
+                    self.duplicate_path(&params.objects, (first, owner), &item.file.path);
                 }
+                paths.insert(item.file.path.clone(), owner);
                 output.files.push(item.file);
                 output.versions.push(item.version);
             }
@@ -242,6 +241,30 @@ impl Mounter {
             .versions
             .extend(missing_versions(&params.objects, &mounted));
         Ok(output)
+    }
+
+    /// Two objects write one file: both are returned, as upstream, and the
+    /// driver keeps the later one's; one warning naming both, and
+    /// `akv_duplicate_output_paths_total`.
+    fn duplicate_path(
+        &self,
+        objects: &[KeyVaultObject],
+        (first, second): (usize, usize),
+        path: &str,
+    ) {
+        let name = |i: usize| {
+            objects
+                .get(i)
+                .map(KeyVaultObject::context)
+                .unwrap_or_default()
+        };
+        tracing::warn!(
+            path,
+            first = %name(first),
+            second = %name(second),
+            "two objects write the same file; the driver keeps the content of the one declared last, as with upstream: set objectAlias to keep both"
+        );
+        self.metrics.duplicate_output_path();
     }
 
     /// A token Key Vault rejects (401: expired or revoked early) must not be
@@ -274,20 +297,25 @@ impl Mounter {
             }]);
         }
         let what = What::Versions(collection(object.object_type));
+        let started = Instant::now();
         let listed = self
             .reads
             .read(cx, vault, token, what, &object.name, "")
-            .await
-            .and_then(|read| match &*read {
-                Read::Versions(listed) => Ok(listed
-                    .iter()
-                    .map(|v| VersionEntry {
-                        version: v.version.clone(),
-                        created: v.created,
-                    })
-                    .collect::<Vec<_>>()),
-                _ => Err(mismatch(vault)),
-            });
+            .await;
+        // As upstream: a listing is recorded like a fetch.
+        let code = listed.as_ref().err().map(|e| e.code());
+        self.metrics
+            .keyvault_request(object.object_type, &object.name, started.elapsed(), code);
+        let listed = listed.and_then(|read| match &*read {
+            Read::Versions(listed) => Ok(listed
+                .iter()
+                .map(|v| VersionEntry {
+                    version: v.version.clone(),
+                    created: v.created,
+                })
+                .collect::<Vec<_>>()),
+            _ => Err(mismatch(vault)),
+        });
         let entries = match listed {
             Err(e) if object.extensions.optional && is_not_found(&e) => {
                 self.skip_missing(object, &object.context(), &e.code());
@@ -375,7 +403,8 @@ impl Mounter {
         self.metrics.optional_object_missing(object.object_type);
     }
 
-    /// `keyvault_request` and a debug line per object fetch.
+    /// `keyvault_request` and a debug line per object fetch (listings are
+    /// recorded in `plan`).
     fn observe_fetch(
         &self,
         object: &KeyVaultObject,
@@ -558,15 +587,34 @@ fn collection(object_type: ObjectType) -> Collection {
 async fn resolve_cloud(spec: &CloudSpec) -> Result<Cloud, MountError> {
     match spec {
         CloudSpec::Known(cloud) => Ok(cloud.clone()),
-        CloudSpec::AzureStack { env_file } => {
+        CloudSpec::AzureStack { name, env_file } => {
+            let invalid = |source| MountError::Cloud {
+                name: name.clone(),
+                source,
+            };
             let text = tokio::fs::read_to_string(env_file).await.map_err(|e| {
-                CloudError::EnvironmentFile {
+                invalid(CloudError::EnvironmentFile {
                     path: env_file.clone(),
-                    reason: e.to_string(),
-                }
+                    reason: go_io_reason(&e),
+                })
             })?;
-            Ok(Cloud::from_environment_json(&text)?)
+            Cloud::from_environment_json(&text).map_err(invalid)
         }
+    }
+}
+
+/// An I/O error as Go's `*PathError` words its cause: `no such file or
+/// directory`, without Rust's capital and `(os error 2)`.
+fn go_io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

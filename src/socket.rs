@@ -76,11 +76,14 @@ pub enum SocketError {
 
 impl Endpoint {
     /// Parses `unix://...` or `tcp://...`; the scheme is case-insensitive.
+    /// A unix path is rooted as upstream roots it (`"/" + rest`), so
+    /// `unix://tmp/x.sock` is `/tmp/x.sock`, never relative to the working
+    /// directory.
     pub fn parse(raw: &str) -> Result<Self, SocketError> {
         let invalid = || SocketError::Invalid(raw.to_owned());
         let (scheme, rest) = raw.split_once("://").ok_or_else(invalid)?;
         match scheme.to_ascii_lowercase().as_str() {
-            "unix" if !rest.is_empty() => Ok(Self::Unix(PathBuf::from(rest))),
+            "unix" if !rest.is_empty() => Ok(Self::Unix(Path::new("/").join(rest))),
             "tcp" if !rest.is_empty() => Ok(Self::Tcp(rest.to_owned())),
             _ => Err(invalid()),
         }
@@ -254,6 +257,11 @@ mod tests {
         assert_eq!(
             Endpoint::parse("UNIX:///provider/azure.sock").unwrap(),
             Endpoint::Unix("/provider/azure.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("unix://tmp/x.sock").unwrap(),
+            Endpoint::Unix("/tmp/x.sock".into()),
+            "rooted as upstream roots it"
         );
         assert_eq!(
             Endpoint::parse("tcp://127.0.0.1:9000").unwrap(),

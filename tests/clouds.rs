@@ -138,3 +138,77 @@ async fn azure_stack_environment_file_sets_authority_and_scope() {
             .expect("mount succeeds"),
     );
 }
+
+/// Issue 12: `--cloud-name=AzureStackCloud` starts and serves; an SPC
+/// without `cloudEnvFileName` reads the file `AZURE_ENVIRONMENT_FILEPATH`
+/// names, per mount, as go-autorest does; a missing file is upstream's error
+/// with the path and the user's spelling of the cloud name.
+#[tokio::test]
+async fn azure_stack_reads_the_file_azure_environment_filepath_names() {
+    let env_dir = tempfile::tempdir().unwrap();
+    let env_file = env_dir.path().join("azurestack.json");
+    std::fs::write(
+        &env_file,
+        r#"{"name":"AzureStackCloud","activeDirectoryEndpoint":"https://login.microsoftonline.com/",
+            "keyVaultEndpoint":"https://vault.local.azurestack.external/",
+            "keyVaultDNSSuffix":"vault.local.azurestack.external"}"#,
+    )
+    .unwrap();
+    let path = env_file.to_str().unwrap();
+    let harness = Harness::start_with_env(
+        fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER),
+        &["--cloud-name=AzureStackCloud"],
+        &[("AZURE_ENVIRONMENT_FILEPATH", path)],
+    )
+    .await;
+    let blog = || {
+        Harness::blog_spc_with_objects(&objects(&[
+            "objectName: MySecretPassword\nobjectType: secret",
+        ]))
+    };
+    // The default cloud (no cloudName), then cloudName in any spelling.
+    harness
+        .mount_spc(&blog(), &Pod::blog())
+        .await
+        .expect("default cloud");
+    let mut spc = blog();
+    spc.parameters
+        .insert("cloudName".into(), "azurestackcloud".into());
+    harness
+        .mount_spc(&spc, &Pod::blog())
+        .await
+        .expect("cloudName");
+
+    // Read per mount: once the file is gone, the next mount says so.
+    std::fs::remove_file(&env_file).unwrap();
+    spc.parameters
+        .insert("cloudName".into(), "AzureStackcloud".into());
+    let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
+    assert_eq!(
+        failure(&status),
+        format!(
+            "cloudName AzureStackcloud is not valid, error: open {path}: no such file or directory"
+        )
+    );
+}
+
+/// Without `AZURE_ENVIRONMENT_FILEPATH` the provider still starts; a mount
+/// that needs the file gets upstream's text and what to set.
+#[tokio::test]
+async fn azure_stack_without_the_variable_starts_and_says_what_to_set() {
+    let harness = Harness::start_with(
+        fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER),
+        &["--cloud-name=AzureStackCloud"],
+    )
+    .await;
+    let spc = Harness::blog_spc_with_objects(&objects(&[
+        "objectName: MySecretPassword\nobjectType: secret",
+    ]));
+    let status = harness.mount_spc(&spc, &Pod::blog()).await.unwrap_err();
+    let message = failure(&status);
+    assert!(
+        message.starts_with("cloudName AzureStackCloud is not valid, error: open : no such file or directory (AZURE_ENVIRONMENT_FILEPATH is not set"),
+        "{message}"
+    );
+    assert!(message.contains("cloudEnvFileName"), "{message}");
+}

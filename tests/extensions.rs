@@ -392,6 +392,28 @@ fn pem_certificate(name: &str) -> CertificateSeed {
     }
 }
 
+/// Issue 12: a PEM bundle whose last block never ends fails the mount with
+/// an error naming the object, instead of a PFX short of a certificate.
+#[tokio::test]
+async fn truncated_pem_bundle_is_refused_as_pfx() {
+    let harness = Harness::start().await;
+    let mut seed = pem_certificate("cut");
+    let cut = seed.secret_value.len() - 200;
+    seed.secret_value.truncate(cut);
+    harness.fake.add_certificate_version(VAULT, seed).unwrap();
+    let status = mount(
+        &harness,
+        &["objectName: cut\nobjectType: secret\nobjectFormat: pfx"],
+    )
+    .await
+    .unwrap_err();
+    let message = failure(&status);
+    assert!(
+        message.starts_with("failed to get objectType:secret, objectName:cut, objectVersion:: objectFormat pfx: the PEM secret has 4 BEGIN lines but only 3 complete blocks"),
+        "{message}"
+    );
+}
+
 /// The PFX is base64 text (binary with `objectEncoding: base64`), the same
 /// bytes on every mount, and a real PKCS#12: mounted back through the
 /// provider as a PKCS#12 certificate it gives the key and the chain leaf →

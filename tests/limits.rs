@@ -118,9 +118,9 @@ async fn input_limits_are_errors_naming_the_limit() {
             && message.ends_with("is longer than 255 bytes"),
         "{message}"
     );
-    let duplicate = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: b\n    objectAlias: a\n    objectType: secret\n";
-    let message = mount(&harness, duplicate).await.unwrap_err();
-    assert!(message.contains("write the same file \"a\""), "{message}");
+    let nested = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: b\n    objectAlias: a/b\n    objectType: secret\n";
+    let message = mount(&harness, nested).await.unwrap_err();
+    assert!(message.contains("writes the file \"a\""), "{message}");
     assert_eq!(
         harness.fake.counters().token_requests_total(),
         before.token_requests_total(),

@@ -351,3 +351,45 @@ async fn metrics_and_health_can_share_one_port() {
     assert_eq!(status, 200);
     assert!(body.contains("akv_mounts_in_flight"), "{body}");
 }
+
+/// As upstream, a version listing (`objectVersionHistory`) is recorded in
+/// `keyvault_request` like a fetch: one listing plus one per version, and a
+/// listing that fails with its error.
+#[tokio::test]
+async fn version_listings_are_recorded_as_keyvault_requests() {
+    let harness = start_with(&[]).await;
+    harness
+        .fake
+        .add_secret_version(
+            crate::support::objects::VAULT,
+            fake_azure::SecretSeed::new("MySecretPassword", "second"),
+        )
+        .unwrap();
+    let history = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: MySecretPassword\n    objectType: secret\n    objectVersionHistory: 2\n",
+    );
+    let response = harness.mount_spc(&history, &Pod::blog()).await.expect("ok");
+    assert_eq!(response.files.len(), 2);
+    let missing = Harness::blog_spc_with_objects(
+        "array:\n  - |\n    objectName: NoHistory\n    objectType: secret\n    objectVersionHistory: 2\n",
+    );
+    harness
+        .mount_spc(&missing, &Pod::blog())
+        .await
+        .expect_err("404");
+
+    let samples = parse_exposition(&harness.scrape().await);
+    let count = |name: &str, error: &str| {
+        value(
+            &samples,
+            "keyvault_request_count",
+            &[("object_name", name), ("error", error)],
+        )
+    };
+    assert_eq!(
+        count("MySecretPassword", ""),
+        Some(3.0),
+        "1 listing + 2 gets"
+    );
+    assert_eq!(count("NoHistory", "SecretNotFound"), Some(1.0));
+}

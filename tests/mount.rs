@@ -203,6 +203,56 @@ async fn validation_errors_use_upstream_texts() {
 
 // === files and object versions ===
 
+/// Issue 12: two objects writing one file mount, as upstream: both files
+/// are returned in declaration order (the driver writes through a map keyed
+/// by path, so the later one wins), one warning names both objects, and the
+/// metric counts it.
+#[tokio::test]
+async fn two_objects_writing_one_file_both_return_and_the_last_wins() {
+    let harness = Harness::start().await;
+    harness
+        .fake
+        .add_secret_version(VAULT, fake_azure::SecretSeed::new("Other", "other value"))
+        .unwrap();
+    let response = mount(
+        &harness,
+        &[
+            "objectName: MySecretPassword\nobjectType: secret",
+            "objectName: Other\nobjectType: secret\nobjectAlias: MySecretPassword",
+        ],
+    )
+    .await
+    .expect("mounts as with upstream");
+    let paths: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["MySecretPassword", "MySecretPassword"]);
+    let got: Vec<String> = ids(&response).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, ["secret/MySecretPassword", "secret/Other"]);
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::driver::write_files(dir.path(), &response).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("MySecretPassword")).unwrap(),
+        "other value"
+    );
+    let logs = harness.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("two objects write the same file"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("objectName:MySecretPassword")
+            && warnings[0].contains("objectName:Other"),
+        "{logs}"
+    );
+    let scrape = harness.scrape().await;
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == "akv_duplicate_output_paths_total 1"),
+        "{scrape}"
+    );
+}
+
 /// Path = alias, else name; mode = octal `filePermission`,
 /// else the request's; an invalid permission is an error (a deliberate
 /// difference: upstream used mode 0).

@@ -109,6 +109,40 @@ async fn cert_objects_are_the_leaf_pem() {
     assert_eq!(ids(&response), vec![("cert/web".into(), version)]);
 }
 
+/// Issue 12: `objectFormat` spelled other than lower-case `pfx` on a cert or
+/// key passes and is ignored, as upstream: the file is PEM, one warning
+/// names the object.
+#[tokio::test]
+async fn upper_case_pfx_on_a_cert_or_key_is_ignored_with_a_warning() {
+    let harness = Harness::start().await;
+    let mut seed = pfx_certificate("web", "ec-legacy.pfx", "ec/leaf.pem");
+    seed.key = Some(jwk("ec-p256"));
+    harness.fake.add_certificate_version(VAULT, seed).unwrap();
+    let response = mount(
+        &harness,
+        &[
+            "objectName: web\nobjectType: cert\nobjectFormat: PFX",
+            "objectName: web\nobjectType: key\nobjectFormat: Pfx\nobjectAlias: web.key",
+        ],
+    )
+    .await
+    .expect("mount succeeds");
+    assert_eq!(
+        files(&response),
+        vec![
+            ("web".into(), text("ec/leaf.pem")),
+            ("web.key".into(), text("jwk/ec-p256.pub.pem")),
+        ]
+    );
+    let logs = harness.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("objectFormat PFX is ignored"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{logs}");
+    assert!(warnings[0].contains("objectName:web"), "{logs}");
+}
+
 // === certificate-backed secrets ===
 
 /// PKCS#12 (here the Key Vault form: RC2-40 certificates,
@@ -173,7 +207,7 @@ async fn pkcs12_secrets_are_the_key_then_the_chain_leaf_first() {
     assert_eq!(
         got[2],
         ("noaki".into(), ordered("noaki")),
-        "#747: ordered without AKI/SKI"
+        "#1739: ordered without AKI/SKI"
     );
     assert_eq!(response.files[3].path, "kv.pfx");
     assert_eq!(response.files[3].contents, fixture("rsa-kv.pfx"));

@@ -159,7 +159,7 @@ async fn invalid_flags_exit_64_naming_the_flag() {
 }
 
 #[tokio::test]
-async fn healthz_is_503_with_the_reason_when_version_fails() {
+async fn healthz_is_503_with_the_reason_when_the_check_fails() {
     let harness = start_with(&["--healthz-timeout=1s"]).await;
     let health = harness.health_addr().await;
     assert_eq!(http_get(health, "/healthz").await, (200, "ok".into()));
@@ -257,4 +257,62 @@ async fn a_taken_admin_port_stops_start_up_with_a_clear_error() {
         "{stderr}"
     );
     assert!(!socket.exists(), "no socket left behind");
+}
+
+/// A `grpc.health.v1.Health` client on a fresh connection to the socket.
+async fn health_client(
+    socket: &std::path::Path,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let socket = socket.to_owned();
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("connect to the provider socket");
+    tonic_health::pb::health_client::HealthClient::new(channel)
+}
+
+#[tokio::test]
+async fn grpc_health_answers_on_the_socket_and_healthz_uses_it() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let harness = start_with(&[]).await;
+    let mut client = health_client(&harness.socket).await;
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    for service in ["", "v1alpha1.CSIDriverProvider"] {
+        let response = client.check(check(service)).await.expect(service);
+        assert_eq!(
+            response.into_inner().status(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    let unknown = client.check(check("v1alpha1.Other")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let watch = client.watch(check("")).await.unwrap_err();
+    assert_eq!(
+        (watch.code(), watch.message()),
+        (tonic::Code::Unimplemented, "Watch is not supported")
+    );
+
+    let health = harness.health_addr().await;
+    assert_eq!(http_get(health, "/healthz").await, (200, "ok".into()));
+    let scrape = harness.scrape().await;
+    let probes = scrape
+        .lines()
+        .filter(|l| l.starts_with("grpc_request_count{"))
+        .filter(|l| l.contains(r#"grpc_method="/grpc.health.v1.Health/Check""#))
+        .filter(|l| l.contains(r#"grpc_code="OK""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    // Two checks above plus /healthz's; NotFound is counted apart.
+    assert_eq!(probes, 3.0, "{scrape}");
 }

@@ -262,7 +262,8 @@ fn certificates(pem: &[u8], path: &std::path::Path) -> Result<Vec<reqwest::Certi
     }
 }
 
-/// Upstream's checks of the token proxy URL.
+/// azidentity's checks of the token proxy URL (as upstream reaches them:
+/// https, no user info, query or fragment), plus our own host check.
 fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text)
         .map_err(|e| format!("failed to parse custom token proxy URL {text:?}: {e}"))?;

@@ -17,11 +17,13 @@ use tower::{Layer, Service};
 
 use super::{ErrorCode, Metrics};
 
-/// RPCs of `v1alpha1.CSIDriverProvider`, by full method path.
+/// RPCs of `v1alpha1.CSIDriverProvider` and `grpc.health.v1.Health/Check`,
+/// by full method path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GrpcMethod {
     Version,
     Mount,
+    HealthCheck,
     Other,
 }
 
@@ -32,6 +34,7 @@ impl GrpcMethod {
         match path {
             "/v1alpha1.CSIDriverProvider/Version" => Self::Version,
             "/v1alpha1.CSIDriverProvider/Mount" => Self::Mount,
+            "/grpc.health.v1.Health/Check" => Self::HealthCheck,
             _ => Self::Other,
         }
     }
@@ -40,6 +43,7 @@ impl GrpcMethod {
         match self {
             Self::Version => "/v1alpha1.CSIDriverProvider/Version",
             Self::Mount => "/v1alpha1.CSIDriverProvider/Mount",
+            Self::HealthCheck => "/grpc.health.v1.Health/Check",
             Self::Other => "other",
         }
     }

@@ -64,6 +64,7 @@ async fn a_panic_inside_a_mount_fails_only_that_mount() {
         },
         ParseOptions {
             default_cloud_name: "AzurePublicCloud".into(),
+            ..ParseOptions::default()
         },
     );
     for _ in 0..20 {

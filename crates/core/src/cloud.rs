@@ -11,6 +11,9 @@ use crate::go::quote as go_quote;
 
 /// The name that selects an environment file instead of the table.
 pub const AZURE_STACK_CLOUD: &str = "AzureStackCloud";
+/// The variable go-autorest reads the Azure Stack environment file's path
+/// from.
+pub const ENVIRONMENT_FILEPATH_ENV: &str = "AZURE_ENVIRONMENT_FILEPATH";
 
 /// The endpoints of one Azure cloud that the provider uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,9 +38,13 @@ pub enum CloudError {
          and cloudEnvFileName in the SecretProviderClass"
     )]
     AzureStackWithoutFile,
-    /// `cloudName: AzureStackCloud` without `cloudEnvFileName`.
+    /// `cloudName: AzureStackCloud` without `cloudEnvFileName`, and no
+    /// `AZURE_ENVIRONMENT_FILEPATH` at start-up. Upstream's text (Go opening
+    /// the empty path), then what to do.
     #[error(
-        "cloudEnvFileName is not set; {AZURE_STACK_CLOUD} needs the path of a cloud environment JSON file"
+        "open : no such file or directory ({ENVIRONMENT_FILEPATH_ENV} is not set in the provider's \
+         environment and cloudEnvFileName is empty: set either to the path of the cloud \
+         environment JSON file)"
     )]
     EnvironmentFileNotSet,
     /// The environment file could not be read (built by the caller).

@@ -576,7 +576,9 @@ fn parse_format(s: &str, object_type: ObjectType) -> Result<ObjectFormat, Object
         return Ok(ObjectFormat::Pem);
     }
     let format = ObjectFormat::parse(s).ok_or_else(|| ObjectError::InvalidFormat(s.to_owned()))?;
-    if format == ObjectFormat::Pfx && object_type != ObjectType::Secret {
+    // As upstream: only the exact `pfx` is refused on a cert or key; any
+    // other spelling passes and is ignored (render warns, the file is PEM).
+    if s == "pfx" && object_type != ObjectType::Secret {
         return Err(ObjectError::PfxNotSecret);
     }
     Ok(format)
@@ -741,11 +743,17 @@ mod tests {
             err(with("key", "pfx", "")),
             "PFX format only supported for objectType: secret"
         );
-        // Deliberate fix: upstream accepted (and ignored) upper-case PFX here.
-        assert_eq!(
-            err(with("cert", "PFX", "")),
-            "PFX format only supported for objectType: secret"
-        );
+        // As upstream: any other spelling passes; render ignores it with a
+        // warning.
+        for (object_type, format) in [("cert", "PFX"), ("key", "Pfx")] {
+            assert_eq!(
+                KeyVaultObject::from_spec(with(object_type, format, ""))
+                    .unwrap()
+                    .format,
+                ObjectFormat::Pfx,
+                "{object_type} {format}"
+            );
+        }
         assert_eq!(
             err(with("cert", "", "base64")),
             "objectEncoding only supported for objectType: secret"

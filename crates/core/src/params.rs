@@ -42,6 +42,10 @@ use attributes::*;
 pub struct ParseOptions {
     /// `--cloud-name`: the cloud when `cloudName` is empty.
     pub default_cloud_name: String,
+    /// `AZURE_ENVIRONMENT_FILEPATH` as the process started with it (empty
+    /// when unset): the Azure Stack environment file when the request has
+    /// no `cloudEnvFileName`, as go-autorest reads it.
+    pub environment_file: String,
 }
 
 /// A parsed, validated mount request.
@@ -136,12 +140,6 @@ pub enum ParamsError {
         source: Box<ParamsError>,
         hints: Hints,
     },
-    #[error("objects at index {} (objectName:{}) and index {} (objectName:{}) write the same file {path:?}", .first.0, .first.1, .second.0, .second.1)]
-    DuplicateFileName {
-        path: String,
-        first: (usize, String),
-        second: (usize, String),
-    },
     #[error("object at index {} (objectName:{}) writes the file {path:?}, but object at index {} (objectName:{}) writes {nested_path:?} inside it", .file.0, .file.1, .nested.0, .nested.1)]
     FileDirectoryConflict {
         path: String,
@@ -165,7 +163,6 @@ impl ParamsError {
             | Self::TooManyVersions(_)
             | Self::ObjectUnmarshal { .. }
             | Self::Object { .. }
-            | Self::DuplicateFileName { .. }
             | Self::FileDirectoryConflict { .. } => "InvalidObjects",
             _ => "InvalidParameters",
         }
@@ -242,6 +239,7 @@ impl Default for ParseOptions {
     fn default() -> Self {
         Self {
             default_cloud_name: "AzurePublicCloud".to_owned(),
+            environment_file: String::new(),
         }
     }
 }

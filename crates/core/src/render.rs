@@ -39,7 +39,7 @@ use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::object::{FileMode, KeyVaultObject, ObjectEncoding, ObjectFormat};
+use crate::object::{FileMode, KeyVaultObject, ObjectEncoding, ObjectFormat, ObjectType};
 
 const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 const PKCS12_CONTENT_TYPE: &str = "application/x-pkcs12";
@@ -192,6 +192,12 @@ pub fn render(
         ),
     };
     let mut output = Output::default();
+    if object.format == ObjectFormat::Pfx && object.object_type != ObjectType::Secret {
+        output.warnings.push(format!(
+            "objectFormat PFX is ignored on objectType {}: only a secret becomes a PFX; the file is PEM, as upstream",
+            object.raw_type
+        ));
+    }
     let (version, contents) = match fetched {
         Fetched::Secret {
             value,

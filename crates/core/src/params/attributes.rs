@@ -49,8 +49,10 @@ pub enum CloudSpec {
     Known(Cloud),
     /// Read this JSON file (`cloudEnvFileName`) and pass its contents to
     /// [`Cloud::from_environment_json`]; wrap failures as
-    /// `cloudName <x> is not valid, error: <cause>`.
+    /// `cloudName <name> is not valid, error: <cause>`.
     AzureStack {
+        /// The cloud name as the user spelled it (or `--cloud-name`).
+        name: String,
         env_file: String,
     },
 }
@@ -133,7 +135,9 @@ pub(super) fn pod_info(attrs: &StringMap) -> Result<PodInfo, ParamsError> {
 }
 
 /// `cloudName` (empty: `--cloud-name`), case-insensitive. Azure Stack is
-/// returned as the file to read; the process environment is never touched.
+/// returned as the file to read: `cloudEnvFileName`, else the
+/// `AZURE_ENVIRONMENT_FILEPATH` the process started with; the process
+/// environment is never read or changed here.
 pub(super) fn cloud_spec(attrs: &StringMap, opts: &ParseOptions) -> Result<CloudSpec, ParamsError> {
     let env_file = attrs.get(CLOUD_ENV_FILE_NAME);
     if env_file.contains('\0') {
@@ -154,9 +158,17 @@ pub(super) fn cloud_spec(attrs: &StringMap, opts: &ParseOptions) -> Result<Cloud
             .map(CloudSpec::Known)
             .map_err(invalid);
     }
-    match env_file {
-        "" => Err(invalid(CloudError::EnvironmentFileNotSet)),
+    let file = match env_file {
+        "" => opts.environment_file.trim(),
+        file => file,
+    };
+    match file {
+        "" => Err(ParamsError::InvalidCloudName {
+            name: effective.to_owned(),
+            source: CloudError::EnvironmentFileNotSet,
+        }),
         file => Ok(CloudSpec::AzureStack {
+            name: effective.to_owned(),
             env_file: file.to_owned(),
         }),
     }

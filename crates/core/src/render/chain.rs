@@ -6,7 +6,7 @@
 //! equals j's subject key id (pairs where both are absent are skipped); the
 //! leaf is the first certificate that is nobody's parent; the chain is
 //! followed from it and must take in every certificate. Where that fails
-//! (ids missing, upstream issue #747), a second pass also links i to a j
+//! (ids missing, upstream issues #1739, #879), a second pass also links i to a j
 //! whose subject equals i's issuer and whose key verifies i's signature.
 //! If neither pass orders every certificate, the original order is kept and
 //! the caller warns, as upstream does for an incomplete chain.
@@ -197,7 +197,7 @@ mod tests {
         }
     }
 
-    /// Upstream issue #747: without AKI/SKI upstream keeps the original
+    /// Upstream issues #1739 and #879: without AKI/SKI upstream keeps the original
     /// order; names and signatures order them.
     #[test]
     fn missing_key_identifiers_fall_back_to_names_and_signatures() {

@@ -132,7 +132,7 @@ fn pkcs12_without_chain_construction_keeps_file_order() {
     }
 }
 
-/// Upstream #747 fixed: a chain without AKI/SKI is ordered by issuer name
+/// Upstream #1739 (and #879) fixed: a chain without AKI/SKI is ordered by issuer name
 /// and signature.
 #[test]
 fn chain_without_key_ids_is_ordered_by_names() {

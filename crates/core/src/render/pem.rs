@@ -86,6 +86,18 @@ pub fn decode_all(data: &[u8]) -> Vec<Block> {
     blocks
 }
 
+/// How many lines of `data` start a block (`-----BEGIN `): more than
+/// [`decode_all`] finds means a block never ends or is cut short.
+pub fn begin_lines(data: &[u8]) -> usize {
+    let mut count = 0;
+    let mut rest = data;
+    while let Some(after) = after_begin(rest) {
+        count += 1;
+        rest = after;
+    }
+    count
+}
+
 /// Go's `pem.Decode`: the first well-formed block and what follows it.
 fn decode(data: &[u8]) -> Option<(Block, &[u8])> {
     let mut rest = data;

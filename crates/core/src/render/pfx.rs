@@ -70,6 +70,10 @@ pub enum PfxError {
     Certificate(usize),
     #[error("objectFormat pfx: the private key belongs to none of the PEM secret's certificates")]
     KeyMismatch,
+    #[error(
+        "objectFormat pfx: the PEM secret has {begun} BEGIN lines but only {complete} complete blocks: a block never ends or is cut short; store the whole bundle"
+    )]
+    Truncated { begun: usize, complete: usize },
     #[error("objectFormat pfx: building the PKCS#12 failed: {0}")]
     Encode(String),
 }
@@ -97,8 +101,17 @@ pub struct Built {
 /// Builds the PFX of a PEM bundle: exactly one private key (PKCS#8, or
 /// PKCS#1 / SEC1 as OpenSSL writes them), at least one certificate, one of
 /// them the key's. Certificates are ordered leaf → root where possible.
+/// Every block begun must be complete: a PFX never holds fewer
+/// certificates than the bundle meant.
 pub fn from_pem(pem_text: &[u8]) -> Result<Built, PfxError> {
     let blocks = pem::decode_all(pem_text);
+    let begun = pem::begin_lines(pem_text);
+    if begun > blocks.len() {
+        return Err(PfxError::Truncated {
+            begun,
+            complete: blocks.len(),
+        });
+    }
     let mut keys = Vec::new();
     let mut certs = Vec::new();
     for block in &blocks {

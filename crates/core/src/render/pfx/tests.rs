@@ -182,6 +182,29 @@ fn pkcs1_and_sec1_keys_are_accepted() {
     assert_eq!(contents.keys[0].as_slice(), pkcs8);
 }
 
+/// Issue 12: a block that never ends, or whose text is cut short, fails
+/// instead of building a PFX with fewer certificates than meant.
+#[test]
+fn truncated_bundles_are_refused() {
+    let leaf = text("rsa/leaf.pem");
+    let key = text("rsa/key.pem");
+    let int = text("rsa/int.pem");
+    let never_ends = format!("{key}{leaf}{}", &int[..int.len() / 2]);
+    let body_end = int.find("-----END").unwrap();
+    let cut_short = format!("{key}{leaf}{}{}", &int[..body_end - 10], &int[body_end..]);
+    for (what, input) in [("never ends", never_ends), ("cut short", cut_short)] {
+        assert_eq!(
+            from_pem(input.as_bytes()).err(),
+            Some(PfxError::Truncated {
+                begun: 3,
+                complete: 2
+            }),
+            "{what}"
+        );
+    }
+    assert!(from_pem(format!("{key}{leaf}{int}").as_bytes()).is_ok());
+}
+
 #[test]
 fn bundles_that_cannot_be_a_pfx() {
     let leaf = text("rsa/leaf.pem");
