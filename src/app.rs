@@ -117,14 +117,14 @@ async fn serve_grpc(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     match listener {
-        GrpcListener::Unix { listener, path } => {
+        GrpcListener::Unix { listener, path, id } => {
             tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
             let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
             let served = server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;
-            socket::cleanup(&path);
+            socket::cleanup(&path, id);
             served
         }
         GrpcListener::Tcp(listener) => {
@@ -142,6 +142,7 @@ enum GrpcListener {
     Unix {
         listener: tokio::net::UnixListener,
         path: PathBuf,
+        id: socket::SocketId,
     },
     Tcp(tokio::net::TcpListener),
 }
@@ -149,10 +150,11 @@ enum GrpcListener {
 impl GrpcListener {
     async fn bind(endpoint: &Endpoint) -> Result<Self, AppError> {
         match endpoint {
-            Endpoint::Unix(path) => Ok(Self::Unix {
-                listener: socket::bind_unix(path)?,
-                path: path.clone(),
-            }),
+            Endpoint::Unix(path) => {
+                let (listener, id) = socket::bind_unix(path)?;
+                let path = path.clone();
+                Ok(Self::Unix { listener, path, id })
+            }
             Endpoint::Tcp(addr) => tokio::net::TcpListener::bind(addr)
                 .await
                 .map(Self::Tcp)
