@@ -707,3 +707,32 @@ async fn no_token_in_logs_or_errors_for_any_mode() {
         }
     }
 }
+
+/// Values from a request cannot forge log lines in text format at any
+/// verbosity: `tenantId`, `clientID`, `userAssignedIdentityID` and the pod
+/// and SecretProviderClass names are written with line breaks escaped.
+#[tokio::test]
+async fn request_values_cannot_forge_text_log_lines() {
+    let forged = "x\nFORGED level=INFO mount succeeded\r\nFORGED";
+    let harness = start_with(&["-v=5"]).await;
+    let mut spc = blog_spc();
+    spc.name = format!("spc{forged}");
+    for key in ["tenantId", "clientID", "userAssignedIdentityID"] {
+        spc.parameters
+            .insert(key.to_owned(), format!("{key}{forged}"));
+    }
+    let mut pod = Pod::blog();
+    pod.name = format!("pod{forged}");
+    let _ = harness.mount_spc(&spc, &pod).await;
+    let mut mi = blog_spc();
+    mi.parameters
+        .insert("useVMManagedIdentity".into(), "true".into());
+    mi.parameters
+        .insert("userAssignedIdentityID".into(), format!("mi{forged}"));
+    let _ = harness.mount_spc(&mi, &pod).await;
+    let logs = harness.logs();
+    assert!(logs.contains("\\nFORGED"), "the values were logged: {logs}");
+    for line in logs.lines() {
+        assert!(!line.starts_with("FORGED"), "forged line: {line:?}\n{logs}");
+    }
+}

@@ -257,10 +257,15 @@ impl Harness {
 
     /// Sends SIGTERM without waiting.
     pub fn send_sigterm(&self) {
+        self.send_signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`) without waiting.
+    pub fn send_signal(&self, name: &str) {
         let child = self.child.as_ref().expect("provider running");
         let pid = child.id().expect("pid").to_string();
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill");
         assert!(status.success());
