@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt as _;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
@@ -89,7 +89,9 @@ pub async fn run(
     let admin = admin::Listeners::bind(&config.admin).await?;
     let listener = GrpcListener::bind(&config.endpoint).await?;
     let readiness = Readiness::default();
+    let accept = socket::AcceptHealth::default();
     let state = AdminState {
+        accept: accept.clone(),
         registry: Arc::new(registry),
         readiness: readiness.clone(),
         probe: listener.probe(),
@@ -107,7 +109,7 @@ pub async fn run(
         let _ = stopping.send(());
     };
     readiness.set_ready();
-    let serve = serve_grpc(server, listener, &config.endpoint, shutdown);
+    let serve = serve_grpc(server, listener, &config.endpoint, shutdown, &accept);
     let served = bounded_drain(serve, stopped, config.serve.drain_timeout, &drain).await;
     let _ = stop_admin.send(());
     // A client holding an admin connection open must not block the exit.
@@ -181,12 +183,14 @@ async fn serve_grpc(
     listener: GrpcListener,
     endpoint: &Endpoint,
     shutdown: impl Future<Output = ()>,
+    accept: &socket::AcceptHealth,
 ) -> Result<(), tonic::transport::Error> {
     match listener {
         GrpcListener::Unix { listener, path, id } => {
+            let accept = accept.clone();
             tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
-            let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
+            let incoming = socket::incoming(listener, accept).map_ok(AuthorityRewrite::new);
             let served = server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;

@@ -23,6 +23,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+mod accept;
+
+pub use accept::{AcceptHealth, incoming};
+
 /// A listen address from `--endpoint`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {

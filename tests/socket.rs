@@ -341,3 +341,63 @@ async fn sighup_is_ignored() {
     assert!(harness.terminate().await.success());
     assert!(!harness.socket.exists());
 }
+
+/// CPU seconds the provider has used (`/proc/<pid>/stat` utime + stime).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// At the open-file limit `accept` fails with EMFILE: the provider pauses
+/// and logs about once a second instead of spinning (before: 6.3 s of CPU
+/// in 10 s and no log line), and `/healthz` says why.
+#[tokio::test]
+async fn accept_failures_back_off_log_and_fail_healthz() {
+    let harness = Harness::start().await;
+    let health = harness.health_addr().await;
+    let pid = harness.pid();
+    let limit = harness.open_fds() + 4;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("prlimit");
+    assert!(status.success());
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(
+            tokio::net::UnixStream::connect(&harness.socket)
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cpu_before = cpu_seconds(pid);
+    let logged_before = harness.logs().matches("cannot accept connections").count();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let logged = harness.logs().matches("cannot accept connections").count() - logged_before;
+    assert!(cpu < 0.5, "{cpu} s of CPU in 3 s while accept fails");
+    assert!(
+        (1..=5).contains(&logged),
+        "{logged} lines in 3 s:\n{}",
+        harness.logs()
+    );
+    drop(held);
+    let (code, body) = crate::support::harness::http_get(health, "/healthz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("the provider socket cannot accept connections (Too many open files"),
+        "{body}"
+    );
+}
