@@ -736,3 +736,40 @@ async fn request_values_cannot_forge_text_log_lines() {
         assert!(!line.starts_with("FORGED"), "forged line: {line:?}\n{logs}");
     }
 }
+
+/// Defence in depth: an Entra ID or Key Vault error that echoes the
+/// credential we sent (client secret, bearer token) reaches neither the
+/// driver's error nor the logs.
+#[tokio::test]
+async fn echoed_credentials_are_scrubbed_from_errors_and_logs() {
+    let harness = start_with(&["-v=10"]).await;
+    harness.fake.echo_credential(fake_azure::Target::Aad, 1);
+    let status = harness
+        .mount_raw(service_principal_request(BLOG_CLIENT_SECRET))
+        .await
+        .expect_err("Entra ID refused");
+    assert!(
+        status
+            .message()
+            .contains("Invalid client secret provided: '[REDACTED]'"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains(BLOG_CLIENT_SECRET), "{status:?}");
+    harness
+        .fake
+        .echo_credential(fake_azure::Target::KeyVault, 1);
+    let status = harness
+        .mount_spc(&blog_spc(), &Pod::blog())
+        .await
+        .expect_err("Key Vault refused");
+    assert!(
+        status
+            .message()
+            .contains("Invalid issuer in Bearer [REDACTED]"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains("eyJ"), "no token: {status:?}");
+    let logs = harness.logs();
+    assert!(!logs.contains(BLOG_CLIENT_SECRET), "{logs}");
+    assert!(!logs.contains("Bearer eyJ"), "{logs}");
+}
