@@ -163,5 +163,34 @@ def jmespath_seeds():
         write("jmespath", name, f"{path}\0{doc}")
     write("jmespath", "not-json", "username\0not json")
 
-for f in [jmespath_seeds, params_seeds, objects_seeds, pkcs12_seeds, chain_seeds, jwk_seeds, pem_seeds, keyvault_seeds, token_seeds, secret_seeds]:
+def authority_seeds():
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    def frame(kind, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    def literal(name, value):
+        # literal header field without indexing, new name, no Huffman
+        return bytes([0x00, len(name)]) + name + bytes([len(value)]) + value
+    def block(authority):
+        return (bytes([0x83, 0x86]) + literal(b":path", b"/v1alpha1.CSIDriverProvider/Version")
+                + literal(b":authority", authority) + literal(b"content-type", b"application/grpc")
+                + literal(b"te", b"trailers"))
+    settings = frame(0x4, 0, 0, b"")
+    write("authority", "localhost", preface + settings + frame(0x1, 0x4, 1, block(b"localhost")))
+    write("authority", "socket-path", preface + settings + frame(0x1, 0x4, 1, block(b"/var/run/secrets-store-csi-providers/azure.sock")))
+    write("authority", "percent-encoded", preface + settings + frame(0x1, 0x4, 1, block(b"var%2Frun%2Fazure.sock")))
+    hb = block(b"/tmp/a.sock")
+    write("authority", "continuation", preface + settings + frame(0x1, 0x0, 1, hb[:10]) + frame(0x9, 0x4, 1, hb[10:])
+          + frame(0x0, 0x1, 1, b"\0\0\0\0\0"))
+    write("authority", "padded-priority", preface + settings + frame(0x1, 0x4 | 0x8 | 0x20, 3, bytes([2]) + bytes(5) + block(b"/s") + bytes(2)))
+    write("authority", "bad-preface", b"GET / HTTP/1.1\r\n\r\n")
+
+def spc_seeds():
+    blog = (ROOT / "deploy" / "examples" / "secretproviderclass.yaml").read_text()
+    write("spc", "blog", blog)
+    write("spc", "minimal", "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: x\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv\n")
+    write("spc", "no-name", "kind: SecretProviderClass\nspec:\n  provider: azure\n")
+    write("spc", "multi-doc", "---\nkind: ConfigMap\n---\n" + blog)
+    write("spc", "not-yaml", "{[:")
+
+for f in [authority_seeds, spc_seeds, jmespath_seeds, params_seeds, objects_seeds, pkcs12_seeds, chain_seeds, jwk_seeds, pem_seeds, keyvault_seeds, token_seeds, secret_seeds]:
     f()

@@ -106,6 +106,8 @@ pub struct AdminState {
     pub probe: Probe,
     pub healthz_path: String,
     pub healthz_timeout: Duration,
+    /// Failures of the socket's accept loop (the open-file limit).
+    pub accept: crate::socket::AcceptHealth,
 }
 
 #[derive(Clone, Debug)]
@@ -248,9 +250,12 @@ async fn route(State(routes): State<Routes>, uri: Uri) -> Response {
 /// else 503 with the reason.
 async fn healthz(state: &AdminState) -> Response {
     let limit = state.healthz_timeout;
-    let outcome = match tokio::time::timeout(limit, check(&state.probe)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(format!("Health/Check did not answer within {limit:?}")),
+    let outcome = match state.accept.failing() {
+        Some(failing) => Err(failing),
+        None => match tokio::time::timeout(limit, check(&state.probe)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("Health/Check did not answer within {limit:?}")),
+        },
     };
     match outcome {
         Ok(()) => (StatusCode::OK, "ok").into_response(),

@@ -1,20 +1,27 @@
 //! Builds the long-lived parts from the configuration — one HTTP client, the
 //! authenticator, the Key Vault client, the mount pipeline, the metrics
 //! registry — and serves the provider and `grpc.health.v1.Health` on its
-//! socket (with the gRPC metrics layer) plus the admin endpoints (`admin.rs`) until SIGTERM or SIGINT.
-//! Shutdown is graceful: `/readyz` turns 503, health turns `NOT_SERVING`, the socket stops accepting,
-//! in-flight mounts finish, the socket file is removed, the admin listeners
-//! close last.
+//! socket (with the gRPC metrics layer) plus the admin endpoints (`admin.rs`)
+//! until SIGTERM or SIGINT. Shutdown is graceful but bounded: `/readyz`
+//! turns 503, health turns `NOT_SERVING`, the socket stops accepting,
+//! in-flight mounts run for at most `--drain-timeout` and are then cancelled
+//! with an error the driver retries, the socket file is removed, the admin
+//! listeners close last. SIGHUP is logged and ignored (there is no
+//! configuration to reload).
+//!
+//! The socket's HTTP/2 limits (streams, windows, keep-alive) are set here;
+//! each bound and its reason is in docs/design.md's limits table.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
@@ -30,7 +37,7 @@ use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::mount::Mounter;
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::reads::Reads;
-use crate::server::Provider;
+use crate::server::{Drain, Provider};
 use crate::socket::{self, Endpoint, SocketError};
 
 /// Why the app stopped with an error.
@@ -76,9 +83,10 @@ pub async fn run(
     warn_on_stack_without_file(&config);
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let service = CsiDriverProviderServer::new(provider(&config, &metrics)?);
+    let drain = Drain::new();
+    let service = CsiDriverProviderServer::new(provider(&config, &metrics)?.with_drain(&drain));
     let health = Health::serving().await;
-    let server = Server::builder()
+    let server = limits(Server::builder())
         .layer(GrpcMetricsLayer::new(metrics))
         .add_service(service)
         .add_service(health.service());
@@ -86,7 +94,9 @@ pub async fn run(
     let admin = admin::Listeners::bind(&config.admin).await?;
     let listener = GrpcListener::bind(&config.endpoint).await?;
     let readiness = Readiness::default();
+    let accept = socket::AcceptHealth::default();
     let state = AdminState {
+        accept: accept.clone(),
         registry: Arc::new(registry),
         readiness: readiness.clone(),
         probe: listener.probe(),
@@ -97,13 +107,16 @@ pub async fn run(
     let admin_task = tokio::spawn(admin.serve(state, async {
         let _ = admin_stopped.await;
     }));
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async {
         shutdown.await;
         readiness.set_stopping();
         health.set_draining().await;
+        let _ = stopping.send(());
     };
     readiness.set_ready();
-    let served = serve_grpc(server, listener, &config.endpoint, shutdown).await;
+    let serve = serve_grpc(server, listener, &config.endpoint, shutdown, &accept);
+    let served = bounded_drain(serve, stopped, config.serve.drain_timeout, &drain).await;
     let _ = stop_admin.send(());
     // A client holding an admin connection open must not block the exit.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin_task).await;
@@ -114,22 +127,80 @@ pub async fn run(
 
 type GrpcRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
 
+/// After the drain time, how long cancelled mounts have to send their
+/// error before the process exits anyway.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `serve` to its end, but once `stopping` fires gives it only
+/// `drain_timeout` (then cancels the mounts left and waits
+/// [`CANCEL_GRACE`] for their answers).
+async fn bounded_drain(
+    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+    stopping: tokio::sync::oneshot::Receiver<()>,
+    drain_timeout: Duration,
+    drain: &Drain,
+) -> Result<(), tonic::transport::Error> {
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => return served,
+        Ok(()) = stopping => {}
+    }
+    if let Ok(served) = tokio::time::timeout(drain_timeout, &mut serve).await {
+        return served;
+    }
+    tracing::warn!(
+        drain_timeout_ms = drain_timeout.as_millis() as u64,
+        "drain time is over: cancelling the mounts still running"
+    );
+    drain.cancel_mounts();
+    match tokio::time::timeout(CANCEL_GRACE, &mut serve).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!("connections still open after cancelling; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// The socket's HTTP/2 and gRPC limits (docs/design.md, limits table).
+fn limits(builder: Server) -> Server {
+    builder
+        // A 500-pod burst fits on one driver connection.
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        // Bytes a client may send ahead per stream and per connection:
+        // bounds what unfinished requests hold in memory.
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        // Dead or half-open peers are found and dropped.
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
+/// Streams one connection may have open (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Flow-control window of one stream (bytes a client may send unread).
+pub const STREAM_WINDOW: u32 = 1 << 20;
+/// Flow-control window of one connection.
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
+
 /// Serves the socket until `shutdown`, then removes the socket file.
 async fn serve_grpc(
     server: GrpcRouter,
     listener: GrpcListener,
     endpoint: &Endpoint,
     shutdown: impl Future<Output = ()>,
+    accept: &socket::AcceptHealth,
 ) -> Result<(), tonic::transport::Error> {
     match listener {
-        GrpcListener::Unix { listener, path } => {
+        GrpcListener::Unix { listener, path, id } => {
+            let accept = accept.clone();
             tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
-            let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
+            let incoming = socket::incoming(listener, accept).map_ok(AuthorityRewrite::new);
             let served = server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;
-            socket::cleanup(&path);
+            socket::cleanup(&path, id);
             served
         }
         GrpcListener::Tcp(listener) => {
@@ -147,6 +218,7 @@ enum GrpcListener {
     Unix {
         listener: tokio::net::UnixListener,
         path: PathBuf,
+        id: socket::SocketId,
     },
     Tcp(tokio::net::TcpListener),
 }
@@ -154,10 +226,11 @@ enum GrpcListener {
 impl GrpcListener {
     async fn bind(endpoint: &Endpoint) -> Result<Self, AppError> {
         match endpoint {
-            Endpoint::Unix(path) => Ok(Self::Unix {
-                listener: socket::bind_unix(path)?,
-                path: path.clone(),
-            }),
+            Endpoint::Unix(path) => {
+                let (listener, id) = socket::bind_unix(path)?;
+                let path = path.clone();
+                Ok(Self::Unix { listener, path, id })
+            }
             Endpoint::Tcp(addr) => tokio::net::TcpListener::bind(addr)
                 .await
                 .map(Self::Tcp)
@@ -199,8 +272,24 @@ fn warn_on_stack_without_file(config: &Config) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
+/// Completes on SIGTERM or SIGINT; logs and ignores SIGHUP (its default
+/// action would kill the provider and leave a stale socket).
 pub async fn shutdown_signal() {
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let hangups = async {
+        match hangup {
+            Ok(mut signal) => loop {
+                signal.recv().await;
+                tracing::info!(
+                    "SIGHUP ignored: there is no configuration to reload; SIGTERM stops the provider"
+                );
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP");
+                std::future::pending::<()>().await
+            }
+        }
+    };
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -215,5 +304,6 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = terminate => tracing::info!("SIGTERM: finishing in-flight mounts"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight mounts"),
+        () = hangups => {}
     }
 }

@@ -128,6 +128,12 @@ pub struct Args {
     #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub request_timeout: Duration,
 
+    /// At SIGTERM, how long in-flight mounts may still run; then they are
+    /// cancelled with an error the driver retries, and the provider exits.
+    /// Keep it under the pod's terminationGracePeriodSeconds (30s).
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
+    pub drain_timeout: Duration,
+
     /// Print the version as JSON and exit.
     #[arg(long, action = ArgAction::SetTrue)]
     pub version: bool,

@@ -36,6 +36,14 @@ pub struct Config {
     pub log_json: bool,
     pub verbosity: u8,
     pub admin: AdminConfig,
+    pub serve: ServeConfig,
+}
+
+/// How the socket is served and stopped.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeConfig {
+    /// `--drain-timeout`: in-flight mounts' time after SIGTERM.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Why the configuration is unusable.
@@ -141,6 +149,9 @@ impl Config {
             log_json: args.log_format_json,
             verbosity: args.verbosity,
             admin: admin(args)?,
+            serve: ServeConfig {
+                drain_timeout: args.drain_timeout,
+            },
         })
     }
 }

@@ -331,9 +331,82 @@ pub fn endpoint_of(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
+/// What replaces a credential found in an error body.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Replaces every credential we sent (client secret, assertion, bearer
+/// token) in an error `body` before it is decoded into an error users
+/// see, in the forms an endpoint could echo it: as sent, form-encoded and
+/// JSON-escaped. Defence in depth: Entra ID and Key Vault do not echo
+/// credentials today.
+pub fn scrub_credentials(body: &mut Vec<u8>, credentials: &[&str]) {
+    for credential in credentials.iter().filter(|c| !c.is_empty()) {
+        let json = serde_json::to_string(credential).unwrap_or_default();
+        let json = json.trim_matches('"').to_owned();
+        let form = form_encode(credential);
+        for form_of in [credential.to_string(), form, json] {
+            replace_all(body, form_of.as_bytes(), REDACTED.as_bytes());
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` of `text` (as reqwest's `.form`).
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn replace_all(body: &mut Vec<u8>, needle: &[u8], with: &[u8]) {
+    if needle.is_empty() || needle.len() > body.len() {
+        return;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    let mut found = false;
+    while at < body.len() {
+        if body[at..].starts_with(needle) {
+            out.extend_from_slice(with);
+            at += needle.len();
+            found = true;
+        } else {
+            out.push(body[at]);
+            at += 1;
+        }
+    }
+    if found {
+        *body = out;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error body that echoes what we sent loses it in every form.
+    #[test]
+    fn credentials_are_scrubbed_from_error_bodies() {
+        let secret = "s3cr3t value/+&\"x";
+        let mut body = format!(
+            r#"{{"error":"invalid_client","error_description":"got client_secret={} raw {} json {}"}}"#,
+            form_encode(secret),
+            secret,
+            serde_json::to_string(secret).unwrap().trim_matches('"'),
+        )
+        .into_bytes();
+        scrub_credentials(&mut body, &[secret, ""]);
+        let text = String::from_utf8(body).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(text.matches(REDACTED).count(), 3, "{text}");
+    }
 
     #[test]
     fn endpoint_drops_query() {

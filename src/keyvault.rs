@@ -200,7 +200,11 @@ impl KeyVault {
                     remaining,
                 },
             })?;
-        Ok((response.status.as_u16(), response.body))
+        let mut body = response.body;
+        if !response.status.is_success() {
+            crate::http::scrub_credentials(&mut body, &[token.bearer()]);
+        }
+        Ok((response.status.as_u16(), body))
     }
 }
 

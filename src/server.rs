@@ -9,6 +9,10 @@
 //! time budget (`budget`: `--mount-timeout`, or the driver's `grpc-timeout`
 //! when shorter), whose [`Context`] is made here and passed down.
 //!
+//! At shutdown, mounts still running when the drain time
+//! (`--drain-timeout`) is over are cancelled through [`Drain`] and answer
+//! a clear error, so the driver retries them on the next provider.
+//!
 //! What runs a parsed mount is a [`RunMount`] (`mount::Mounter` in the
 //! process), so tests can drive the panic isolation without a hook in
 //! production code. This module must not fetch or convert.
@@ -52,6 +56,37 @@ pub trait RunMount: Send + Sync + 'static {
 pub struct Provider<M = Mounter> {
     mounter: M,
     parse: ParseOptions,
+    drain: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Cancels the mounts still running when the drain time is over.
+#[derive(Debug)]
+pub struct Drain(tokio::sync::watch::Sender<bool>);
+
+// === impl Drain ===
+
+impl Drain {
+    pub fn new() -> Self {
+        Self(tokio::sync::watch::Sender::new(false))
+    }
+
+    /// Every running and later mount fails with the shutdown error.
+    pub fn cancel_mounts(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Completes once the mounts are cancelled; never if they cannot be.
+async fn cancelled(mut drain: tokio::sync::watch::Receiver<bool>) {
+    if drain.wait_for(|cancelled| *cancelled).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 // === impl Mounter ===
@@ -74,7 +109,18 @@ impl RunMount for Mounter {
 
 impl<M: RunMount> Provider<M> {
     pub fn new(mounter: M, parse: ParseOptions) -> Self {
-        Self { mounter, parse }
+        let drain = Drain::new().0.subscribe();
+        Self {
+            mounter,
+            parse,
+            drain,
+        }
+    }
+
+    /// Mounts fail with a shutdown error once `drain` cancels them.
+    pub fn with_drain(mut self, drain: &Drain) -> Self {
+        self.drain = drain.0.subscribe();
+        self
     }
 
     /// Parses and runs one mount within its time budget; the error is the
@@ -97,13 +143,14 @@ impl<M: RunMount> Provider<M> {
         // A misspelled identity or cloud key shows up as a failure here.
         let hints = params.hints.for_mount_error();
         let (mounter, params) = (&self.mounter, &params);
-        match budget
-            .run(|cx| async move { mounter.run(&cx, params).await })
-            .await
-        {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => Err(Failure::new(e.code(), &format_args!("{e}{hints}"))),
-            Err(exceeded) => Err(Failure::new("Timeout", &format_args!("{exceeded}{hints}"))),
+        let run = budget.run(|cx| async move { mounter.run(&cx, params).await });
+        tokio::select! {
+            outcome = run => match outcome {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(e)) => Err(Failure::new(e.code(), &format_args!("{e}{hints}"))),
+                Err(exceeded) => Err(Failure::new("Timeout", &format_args!("{exceeded}{hints}"))),
+            },
+            () = cancelled(self.drain.clone()) => Err(Failure::new("ShuttingDown", &SHUTTING_DOWN)),
         }
     }
 }
@@ -192,6 +239,10 @@ impl Failure {
         }
     }
 }
+
+/// The error of a mount cancelled at shutdown.
+pub const SHUTTING_DOWN: &str = "the provider is shutting down and cancelled this mount when its \
+     drain time (--drain-timeout) ran out; the driver retries the mount";
 
 /// Longest error message sent to the driver (it ends up in a pod event).
 pub const MAX_MESSAGE_BYTES: usize = 4096;

@@ -2,20 +2,30 @@
 //! driver expects, or `tcp://host:port` for debugging) and binding the unix
 //! socket safely — the directory must exist, be writable and not be
 //! writable by everyone without the sticky bit (another user could then
-//! replace the socket); a stale socket from a previous run is removed,
-//! anything else at the path is left alone, and the socket is owner-only
+//! replace the socket); a stale socket from a previous run is removed, a
+//! live one (a connection succeeds) is refused, anything else at the path
+//! is left alone, the path must fit `sun_path`, and the socket is owner-only
 //! (0600) from the moment anyone else could reach it: it is bound inside a
 //! fresh private (0700) directory, restricted, then renamed into place.
+//! At shutdown the path is removed only if it still names the socket we
+//! bound (same device and inode): never a successor's socket or a file put
+//! there meanwhile.
 //!
 //! Serving gRPC on the bound listener is `app`'s job.
 
 use std::fs;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use thiserror::Error;
+
+mod accept;
+
+pub use accept::{AcceptHealth, incoming};
 
 /// A listen address from `--endpoint`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +66,16 @@ pub enum SocketError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} is {len} bytes long, but a unix socket path may have at most {MAX_SOCKET_PATH} \
+         (sun_path); use a shorter --endpoint"
+    )]
+    PathTooLong { path: String, len: usize },
+    #[error(
+        "another process serves {path} (a connection to it succeeded); stop it or choose \
+         another --endpoint"
+    )]
+    InUse { path: String },
     #[error("{path} exists and is not a socket; refusing to remove it")]
     NotASocket { path: String },
     #[error("cannot remove the stale socket {path}: {source}")]
@@ -99,14 +119,33 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Longest socket path: `sun_path` holds 108 bytes with the final NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// How long start-up waits for a connection to an existing socket; one
+/// that does not refuse at once is taken as live (its backlog is full).
+const LIVE_CHECK: Duration = Duration::from_secs(1);
+
+/// The socket file we bound (device and inode): shutdown removes the path
+/// only while it still names this file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketId {
+    dev: u64,
+    ino: u64,
+}
+
 /// Binds an owner-only unix socket at `path`.
 ///
 /// The socket is bound inside a new private directory (0700) next to
 /// `path`, restricted to 0600, then renamed into place, so no other user can
 /// ever connect to it, whatever the umask. Must be called inside a tokio
 /// runtime.
-pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
+pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketId), SocketError> {
     let display = path.display().to_string();
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(SocketError::PathTooLong { path: display, len });
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -125,8 +164,15 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
     let listener = tokio::net::UnixListener::bind(&temporary).map_err(bind_error)?;
     fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
         .and_then(|()| fs::rename(&temporary, path))
-        .map_err(bind_error)?;
-    Ok(listener)
+        .and_then(|()| fs::symlink_metadata(path))
+        .map(|meta| {
+            let id = SocketId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            (listener, id)
+        })
+        .map_err(bind_error)
 }
 
 /// The socket's directory exists, is a directory, and not everyone may
@@ -224,6 +270,11 @@ fn remove_stale(path: &Path) -> Result<(), SocketError> {
             source,
         }),
         Ok(meta) if meta.file_type().is_socket() => {
+            if is_live(path) {
+                return Err(SocketError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
             fs::remove_file(path).map_err(|source| SocketError::RemoveStale {
                 path: path.display().to_string(),
                 source,
@@ -235,8 +286,31 @@ fn remove_stale(path: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// Removes the socket at shutdown; a missing file is fine.
-pub fn cleanup(path: &Path) {
+/// Whether a server answers on the socket at `path`. A connect that
+/// neither succeeds nor fails within [`LIVE_CHECK`] waits on a full
+/// backlog: live too.
+fn is_live(path: &Path) -> bool {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = sender.send(std::os::unix::net::UnixStream::connect(path).is_ok());
+    });
+    receiver.recv_timeout(LIVE_CHECK).unwrap_or(true)
+}
+
+/// Removes the socket at shutdown if `path` still names the socket we
+/// bound; a missing file, or another one, is left alone.
+pub fn cleanup(path: &Path, id: SocketId) {
+    let ours = fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.file_type().is_socket() && meta.dev() == id.dev && meta.ino() == id.ino
+    });
+    if !ours {
+        tracing::warn!(
+            path = %path.display(),
+            "the socket path no longer names the socket this process bound; leaving it"
+        );
+        return;
+    }
     if let Err(e) = fs::remove_file(path)
         && e.kind() != io::ErrorKind::NotFound
     {
@@ -278,7 +352,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("azure.sock");
         let first = bind_unix(&path).unwrap();
-        drop(first); // leaves a stale socket file behind
+        drop(first); // leaves a stale socket file behind (nobody listens)
         assert!(path.exists());
         let _second = bind_unix(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -330,7 +404,7 @@ mod tests {
         );
         assert!(!path.exists());
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
-        let _listener = bind_unix(&path).expect("sticky world-writable directory is fine");
+        let _bound = bind_unix(&path).expect("sticky world-writable directory is fine");
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
@@ -370,5 +444,73 @@ mod tests {
         fs::write(staging.dir.join("s"), b"").unwrap();
         drop((staging, other));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A second provider on the same path must not take a live socket
+    /// over: the first would keep serving nobody while its /readyz says ok.
+    #[tokio::test]
+    async fn refuses_a_socket_a_live_server_answers_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("azure.sock");
+        let (_live, id) = bind_unix(&path).unwrap();
+        let err = bind_unix(&path).unwrap_err();
+        assert!(matches!(err, SocketError::InUse { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another process serves {} (a connection to it succeeded); stop it or choose another --endpoint",
+                path.display()
+            )
+        );
+        let still = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            (still.dev(), still.ino()),
+            (id.dev, id.ino),
+            "left in place"
+        );
+    }
+
+    /// Shutdown removes the path only while it names the socket we bound.
+    #[tokio::test]
+    async fn cleanup_removes_only_the_socket_it_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("azure.sock");
+        let (first, id) = bind_unix(&path).unwrap();
+        drop(first);
+        // A successor replaced the stale socket: ours is gone.
+        let (_second, second_id) = bind_unix(&path).unwrap();
+        assert_ne!(id, second_id);
+        cleanup(&path, id);
+        assert!(path.exists(), "the successor's socket stays");
+        // A file or symlink put at the path meanwhile stays too.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"not ours").unwrap();
+        cleanup(&path, second_id);
+        assert_eq!(fs::read(&path).unwrap(), b"not ours");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        cleanup(&path, second_id);
+        assert!(fs::symlink_metadata(&path).is_ok());
+        fs::remove_file(&path).unwrap();
+        let (_third, third_id) = bind_unix(&path).unwrap();
+        cleanup(&path, third_id);
+        assert!(!path.exists(), "our own socket is removed");
+    }
+
+    /// A path longer than sun_path fails start-up, naming the limit (the
+    /// socket used to be bound under a short staging name, renamed, and
+    /// then unreachable).
+    #[tokio::test]
+    async fn a_path_longer_than_sun_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().display().to_string().len() + 1;
+        let path = dir.path().join("s".repeat(MAX_SOCKET_PATH + 1 - base));
+        let err = bind_unix(&path).unwrap_err();
+        assert!(
+            matches!(err, SocketError::PathTooLong { len: 108, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("bytes long, but a unix socket path may have at most 107 (sun_path); use a shorter --endpoint"));
+        assert!(!path.exists());
     }
 }

@@ -2,9 +2,17 @@
 //! lines with `--log-format-json`; klog's `-v=N` picks the level (0–2 info,
 //! 3–4 debug, 5+ trace). `RUST_LOG`, when set, overrides the level.
 //!
+//! In text format every field value and message is written with its
+//! control characters escaped (`\n`, `\u{1b}`): values from a request
+//! (pod and SecretProviderClass names, `tenantId`, `clientID`, …) must not
+//! start a forged log line at any verbosity. JSON escapes them itself.
+//!
 //! Called once from `main`; modules only emit events.
 
+use std::borrow::Cow;
+
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
 
 /// The filter for a klog verbosity.
 pub fn filter_for(verbosity: u8) -> &'static str {
@@ -32,8 +40,35 @@ pub fn init(json: bool, verbosity: u8) {
     if json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+            let text = format!("{value:?}");
+            let text = escape_controls(&text);
+            if field.name() == "message" {
+                writer.write_str(&text)
+            } else {
+                write!(writer, "{field}={text}")
+            }
+        })
+        .delimited(" ");
+        builder.fmt_fields(fields).init();
     }
+}
+
+/// `text` with every control character (line breaks, escape sequences)
+/// written as its Rust escape, so it stays on one line.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -44,5 +79,14 @@ mod tests {
         assert_eq!(super::filter_for(2), "info");
         assert_eq!(super::filter_for(4), "debug");
         assert_eq!(super::filter_for(9), "trace");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::escape_controls("plain"), "plain");
+        assert_eq!(
+            super::escape_controls("a\nlevel=INFO forged\r\u{1b}[31m"),
+            "a\\nlevel=INFO forged\\r\\u{1b}[31m"
+        );
     }
 }

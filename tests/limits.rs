@@ -127,3 +127,53 @@ async fn input_limits_are_errors_naming_the_limit() {
         "nothing was requested"
     );
 }
+
+/// The worst 1 MiB `objects` documents, eight of each at once: alias
+/// amplification, block nesting, a flat million-node list and billion
+/// laughs. Each is refused naming the limit, before it is built, and the
+/// provider's peak resident memory stays under the 48 MiB target of
+/// docs/benchmarks.md (before the shape scan: 966 MiB for 506 KB of
+/// aliases, 357 MiB for eight 1 MiB `- - - …`).
+#[tokio::test]
+async fn yaml_bombs_keep_peak_memory_under_the_target() {
+    const MIB: usize = 1 << 20;
+    let harness = Harness::start().await;
+    let scalar = "x".repeat(MIB / 2);
+    let aliases = vec!["*a"; (MIB / 2 - 64) / 3].join(",");
+    let laughs = (1..10).fold(String::from("a0: &a0 lol\n"), |mut yaml, i| {
+        let refs = vec![format!("*a{}", i - 1); 10].join(",");
+        yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        yaml
+    });
+    let bombs = [
+        (
+            format!("a: &a {scalar}\narray: [{aliases}]"),
+            "more than 2097152 bytes",
+        ),
+        (
+            format!("array:\n{}x", "- ".repeat(MIB / 2 - 16)),
+            "more than 64 levels deep",
+        ),
+        (
+            format!("array: [{}x]", "x,".repeat(MIB / 2 - 16)),
+            "more than 100000 values",
+        ),
+        (format!("{laughs}array: *a9"), "expand it to more than"),
+    ];
+    for (yaml, limit) in &bombs {
+        assert!(yaml.len() <= MIB, "{}", yaml.len());
+        let attempts = (0..8).map(|_| mount(&harness, yaml));
+        for result in futures_util::future::join_all(attempts).await {
+            let message = result.unwrap_err();
+            assert!(
+                message.starts_with(
+                    "failed to mount objects, error: objects is refused before parsing: "
+                ) && message.contains(limit),
+                "{message}"
+            );
+        }
+    }
+    let peak = harness.memory("VmHWM");
+    eprintln!("provider peak RSS after the bombs: {} KiB", peak / 1024);
+    assert!(peak < 48 * MIB as u64, "peak RSS {} KiB", peak / 1024);
+}

@@ -707,3 +707,69 @@ async fn no_token_in_logs_or_errors_for_any_mode() {
         }
     }
 }
+
+/// Values from a request cannot forge log lines in text format at any
+/// verbosity: `tenantId`, `clientID`, `userAssignedIdentityID` and the pod
+/// and SecretProviderClass names are written with line breaks escaped.
+#[tokio::test]
+async fn request_values_cannot_forge_text_log_lines() {
+    let forged = "x\nFORGED level=INFO mount succeeded\r\nFORGED";
+    let harness = start_with(&["-v=5"]).await;
+    let mut spc = blog_spc();
+    spc.name = format!("spc{forged}");
+    for key in ["tenantId", "clientID", "userAssignedIdentityID"] {
+        spc.parameters
+            .insert(key.to_owned(), format!("{key}{forged}"));
+    }
+    let mut pod = Pod::blog();
+    pod.name = format!("pod{forged}");
+    let _ = harness.mount_spc(&spc, &pod).await;
+    let mut mi = blog_spc();
+    mi.parameters
+        .insert("useVMManagedIdentity".into(), "true".into());
+    mi.parameters
+        .insert("userAssignedIdentityID".into(), format!("mi{forged}"));
+    let _ = harness.mount_spc(&mi, &pod).await;
+    let logs = harness.logs();
+    assert!(logs.contains("\\nFORGED"), "the values were logged: {logs}");
+    for line in logs.lines() {
+        assert!(!line.starts_with("FORGED"), "forged line: {line:?}\n{logs}");
+    }
+}
+
+/// Defence in depth: an Entra ID or Key Vault error that echoes the
+/// credential we sent (client secret, bearer token) reaches neither the
+/// driver's error nor the logs.
+#[tokio::test]
+async fn echoed_credentials_are_scrubbed_from_errors_and_logs() {
+    let harness = start_with(&["-v=10"]).await;
+    harness.fake.echo_credential(fake_azure::Target::Aad, 1);
+    let status = harness
+        .mount_raw(service_principal_request(BLOG_CLIENT_SECRET))
+        .await
+        .expect_err("Entra ID refused");
+    assert!(
+        status
+            .message()
+            .contains("Invalid client secret provided: '[REDACTED]'"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains(BLOG_CLIENT_SECRET), "{status:?}");
+    harness
+        .fake
+        .echo_credential(fake_azure::Target::KeyVault, 1);
+    let status = harness
+        .mount_spc(&blog_spc(), &Pod::blog())
+        .await
+        .expect_err("Key Vault refused");
+    assert!(
+        status
+            .message()
+            .contains("Invalid issuer in Bearer [REDACTED]"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains("eyJ"), "no token: {status:?}");
+    let logs = harness.logs();
+    assert!(!logs.contains(BLOG_CLIENT_SECRET), "{logs}");
+    assert!(!logs.contains("Bearer eyJ"), "{logs}");
+}

@@ -171,7 +171,15 @@ pub(super) async fn request_token(
                 aadsts: None,
             }),
         })?;
-    decode(response.status.as_u16(), &response.body).map_err(Failure::Aad)
+    let mut body = response.body;
+    if !response.status.is_success() {
+        let credential = match &request.credential {
+            Credential::Assertion(jwt) => jwt.expose_secret(),
+            Credential::Secret(secret) => secret.expose_secret(),
+        };
+        crate::http::scrub_credentials(&mut body, &[credential]);
+    }
+    decode(response.status.as_u16(), &body).map_err(Failure::Aad)
 }
 
 /// Seconds as a JSON number or a string of digits (IMDS and NMI send

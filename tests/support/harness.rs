@@ -113,6 +113,19 @@ impl Harness {
             .expect("provider running")
     }
 
+    /// A `kB` field of `/proc/<pid>/status` in bytes (`VmHWM`: peak
+    /// resident memory, `VmRSS`: now).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
+    }
+
     /// Whether the provider process is still running.
     pub fn is_running(&mut self) -> bool {
         let child = self.child.as_mut().expect("provider running");
@@ -244,10 +257,15 @@ impl Harness {
 
     /// Sends SIGTERM without waiting.
     pub fn send_sigterm(&self) {
+        self.send_signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`) without waiting.
+    pub fn send_signal(&self, name: &str) {
         let child = self.child.as_ref().expect("provider running");
         let pid = child.id().expect("pid").to_string();
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill");
         assert!(status.success());

@@ -33,7 +33,10 @@ pub use identity::{
     AuthConfigError, IDENTITY_BINDING_AUDIENCE, Identity, IdentityKind, ServiceAccountToken,
     TokenError, WORKLOAD_IDENTITY_AUDIENCE,
 };
-pub use objects::{MAX_FLOW_DEPTH, MAX_OBJECT_VERSIONS, MAX_OBJECTS, MAX_OBJECTS_YAML_BYTES};
+pub use objects::{
+    MAX_ANCHORS, MAX_BLOCK_DEPTH, MAX_EXPANDED_BYTES, MAX_EXPANDED_NODES, MAX_FLOW_DEPTH,
+    MAX_OBJECT_VERSIONS, MAX_OBJECTS, MAX_OBJECTS_YAML_BYTES, YamlLimit,
+};
 
 use attributes::*;
 
@@ -119,6 +122,11 @@ pub enum ParamsError {
          ([…] or {{…}}) more than {MAX_FLOW_DEPTH} levels deep"
     )]
     ObjectTooDeep(usize),
+    /// Checked before parsing: what the document would cost to build.
+    #[error("objects is refused before parsing: {0}")]
+    ObjectsOverLimit(YamlLimit),
+    #[error("unmarshal failed for keyVaultObjects at index {index}, error: {limit}")]
+    ObjectOverLimit { index: usize, limit: YamlLimit },
     #[error("objects lists {0} objects, the limit is {MAX_OBJECTS}")]
     TooManyObjects(usize),
     #[error("objects request {0} object versions in total, the limit is {MAX_OBJECT_VERSIONS}")]
@@ -159,6 +167,8 @@ impl ParamsError {
             | Self::ObjectsYaml(_)
             | Self::ObjectsTooDeep
             | Self::ObjectTooDeep(_)
+            | Self::ObjectsOverLimit(_)
+            | Self::ObjectOverLimit { .. }
             | Self::TooManyObjects(_)
             | Self::TooManyVersions(_)
             | Self::ObjectUnmarshal { .. }

@@ -510,17 +510,18 @@ fn yaml_bombs_are_refused() {
         err.to_string(),
         "unmarshal failed for keyVaultObjects at index 0, error: it nests flow collections ([…] or {…}) more than 64 levels deep"
     );
-    // Billion laughs: aliases of aliases. Our types take only scalars
-    // where an alias could be used, so nothing is expanded.
+    // Billion laughs: aliases of aliases, weighed before anything is built.
     let mut laughs = String::from("a0: &a0 \"lol\"\n");
     for i in 1..10 {
         let refs = vec![format!("*a{}", i - 1); 10].join(", ");
         laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
     }
     let err = parse_objects(&format!("{laughs}array: *a9\n")).unwrap_err();
+    assert!(matches!(err, ParamsError::ObjectsOverLimit(_)), "{err}");
     assert!(
-        err.to_string()
-            .contains("invalid type: sequence, expected a string"),
+        err.to_string().starts_with(
+            "objects is refused before parsing: its aliases (*name) expand it to more than"
+        ),
         "{err}"
     );
     let nested = laughs
@@ -529,15 +530,37 @@ fn yaml_bombs_are_refused() {
         .collect::<String>();
     let err = parse_objects(&format!("array:\n  - |\n{nested}")).unwrap_err();
     assert!(
-        err.to_string().contains("Invalid vaultObjectTypes"),
+        matches!(err, ParamsError::ObjectOverLimit { index: 0, .. }),
         "{err}"
     );
-    // Many aliases of one scalar are as many objects: over the limit.
+    // One large scalar aliased many times: bytes (yaml.v3 would count
+    // nodes only, Go strings share their bytes).
+    let amplified = format!(
+        "a: &a {}\narray: [{}]",
+        "x".repeat(100_000),
+        vec!["*a"; 1000].join(",")
+    );
+    assert!(matches!(
+        parse_objects(&amplified),
+        Err(ParamsError::ObjectsOverLimit(
+            params::YamlLimit::ExpandedBytes
+        ))
+    ));
+    // Many aliases of one scalar: nodes.
     let many = format!("a: &a x\narray: [{}]", vec!["*a"; 200_000].join(","));
     assert!(matches!(
         parse_objects(&many),
-        Err(ParamsError::TooManyObjects(200_000))
+        Err(ParamsError::ObjectsOverLimit(
+            params::YamlLimit::ExpandedNodes
+        ))
     ));
+    // Block nesting: 1 MiB of `- - - …`.
+    let block = format!("array:\n{}x", "- ".repeat((1 << 20) / 2 - 8));
+    let err = parse_objects(&block).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "objects is refused before parsing: it nests block collections (`- ` or `key:`) more than 64 levels deep"
+    );
     // Depth up to the limit is fine.
     let ok = format!(
         "x: {}{}\narray: []",

@@ -3,6 +3,7 @@
 //! (`tests/corpus.rs`). Like ripgrep's fuzz targets calling `globset`, they
 //! use only public APIs: akv-core's parsers and renderers, and the
 //! provider crate's wire decoders (`keyvault::decode_*`,
+//! `authority::AuthorityRewrite` over the client's bytes,
 //! `auth::{aad,imds,pod_identity}::decode`, `auth::jwt_expiry`) and message
 //! limits (`server::one_line`).
 //!
@@ -41,6 +42,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token", token),
     ("secret", secret),
     ("jmespath", jmespath),
+    ("authority", authority),
+    ("spc", spc),
 ];
 
 /// `attributes`, `secrets` and `permission` of a `MountRequest`, separated
@@ -364,4 +367,45 @@ fn der_element_len(data: &[u8]) -> Option<usize> {
 /// dashes at the ends.
 fn is_plain_kind(kind: &str) -> bool {
     !kind.contains(':') && !kind.contains("-----") && !kind.ends_with('-')
+}
+
+/// The client's half of an HTTP/2 connection through the `:authority`
+/// rewriter (a bug there resets every mount on the node). It must end
+/// (never wait on bytes it already has), never panic, and what it passes
+/// on starts with the connection preface it checked.
+pub fn authority(data: &[u8]) {
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    let mut rewrite = akv_csi_provider::authority::AuthorityRewrite::new(data);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut read = ReadBuf::new(&mut buf);
+        match Pin::new(&mut rewrite).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Ok(())) if read.filled().is_empty() => break,
+            Poll::Ready(Ok(())) => out.extend_from_slice(read.filled()),
+            Poll::Ready(Err(e)) => {
+                assert!(!e.to_string().is_empty());
+                break;
+            }
+            Poll::Pending => panic!("the rewriter waits on an in-memory reader"),
+        }
+    }
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let n = out.len().min(PREFACE.len());
+    assert_eq!(&out[..n], &PREFACE[..n], "output starts with the preface");
+}
+
+/// A SecretProviderClass document (`akv-csi-provider mount --spc`):
+/// parsed or refused with a one-line error, never a panic; a parsed one
+/// has a name and string parameters.
+pub fn spc(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match akv_core::spc::parse(&text) {
+        Ok(spc) => assert!(!spc.name.is_empty(), "a parsed class has a name"),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
 }

@@ -95,6 +95,17 @@ pub(crate) fn token(
     let form = req.form();
     let kind = via.grant.unwrap_or_else(|| grant_kind(&form));
     let result = match fault {
+        Some(Injected::EchoCredential) => {
+            let sent = field(&form, "client_secret")
+                .or_else(|| field(&form, "client_assertion"))
+                .unwrap_or_default();
+            Err(AadError::new(
+                401,
+                "invalid_client",
+                7_000_215,
+                format!("AADSTS7000215: Invalid client secret provided: '{sent}'."),
+            ))
+        }
         Some(f) => Err(fault_error(f)),
         None => issue(shared, via.login, tenant, req, &form),
     };
@@ -374,6 +385,12 @@ fn fault_error(fault: Injected) -> AadError {
                     .to_string(),
             )
         },
+        Injected::EchoCredential => AadError::new(
+            401,
+            "invalid_client",
+            7_000_215,
+            "fake-azure: no credential on this endpoint".to_string(),
+        ),
         Injected::ServerError(status) => AadError::new(
             status,
             if status == 500 {

@@ -355,6 +355,12 @@ impl FakeAzure {
             .throttle(target, retry_after_secs, limit);
     }
 
+    /// The next `count` requests to `target` (Entra ID or Key Vault) fail
+    /// with 401 and the credential they carried in the error text.
+    pub fn echo_credential(&self, target: Target, count: u32) {
+        self.shared.faults().echo_credential(target, count);
+    }
+
     /// Answers `status` (500..=599) to the next `count` requests.
     pub fn fail_5xx(&self, target: Target, status: u16, count: u32) -> anyhow::Result<()> {
         self.shared

@@ -47,6 +47,9 @@ pub(crate) enum Injected {
     Throttled { retry_after_secs: Option<u64> },
     /// Answer with this 5xx status.
     ServerError(u16),
+    /// Answer 401 with the request's credential (client secret, assertion
+    /// or bearer token) in the error text: a service that echoes it.
+    EchoCredential,
 }
 
 /// What a transport fault does to a response (HTTP/1.1 closes the
@@ -121,6 +124,10 @@ pub struct FaultSpec {
     /// Break the transport of responses.
     #[serde(default)]
     pub transport: Option<TransportSpec>,
+    /// Echo the request's credential in a 401 error, for this many
+    /// requests (Entra ID and Key Vault only).
+    #[serde(default)]
+    pub echo_credential: Option<u32>,
 }
 
 /// Throttling, by count or for a duration (count wins if both are given;
@@ -155,6 +162,7 @@ struct TargetFaults {
     throttle: Option<(Option<u64>, Limit)>,
     fail: Option<(u16, u32)>,
     transport: Option<(Transport, u32)>,
+    echo: u32,
 }
 
 /// The faults currently armed, per target.
@@ -238,8 +246,16 @@ impl Faults {
         *self = Self::default();
     }
 
+    /// Echoes the credential of the next `count` requests.
+    pub(crate) fn echo_credential(&mut self, target: Target, count: u32) {
+        self.slot(target).echo = count;
+    }
+
     /// Applies a control-API spec.
     pub(crate) fn apply(&mut self, spec: &FaultSpec, now: Instant) -> Result<(), String> {
+        if let Some(count) = spec.echo_credential {
+            self.echo_credential(spec.target, count);
+        }
         if let Some(f) = &spec.fail_5xx {
             self.fail_5xx(spec.target, f.status, f.count)?;
         }
@@ -275,6 +291,10 @@ impl Faults {
     /// Consumes one fault for a request to `target`, if one is armed.
     pub(crate) fn take(&mut self, target: Target, now: Instant) -> Option<Injected> {
         let slot = self.slot(target);
+        if slot.echo > 0 {
+            slot.echo -= 1;
+            return Some(Injected::EchoCredential);
+        }
         if let Some((retry_after_secs, limit)) = slot.throttle {
             match limit {
                 Limit::Count(n) if n > 0 => {

@@ -94,6 +94,14 @@ pub(crate) fn handle(
     let (segs, _) = req.segments();
     let route = KvRoute::parse(&req.method, &segs);
     let result = match fault {
+        Some(Injected::EchoCredential) => Err(KvError::new(
+            401,
+            "Unauthorized",
+            format!(
+                "AKV10032: Invalid issuer in {}.",
+                req.header("authorization").unwrap_or_default()
+            ),
+        )),
         Some(f) => Err(fault_error(f)),
         None => respond(&shared.state(), cloud, vault_name, req, &route),
     };
@@ -237,6 +245,7 @@ fn fault_error(fault: Injected) -> KvError {
                     .to_string(),
             )
         },
+        Injected::EchoCredential => KvError::new(401, "Unauthorized", "echo".to_string()),
         Injected::ServerError(status) => {
             let code = match status {
                 500 => "InternalServerError",

@@ -49,6 +49,11 @@ pub(crate) fn imds(shared: &Shared, req: &Req, fault: Option<Injected>) -> Resp 
             "too_many_requests",
             "Too many requests. Please retry later.",
         )),
+        Some(Injected::EchoCredential) => Err(ImdsError::new(
+            500,
+            "unknown_error",
+            "fake-azure: IMDS has no credential to echo",
+        )),
         Some(Injected::ServerError(status)) => Err(ImdsError::new(
             status,
             "unknown_error",
@@ -166,6 +171,9 @@ fn select_node_identity(state: &State, requested: Option<&str>) -> Result<String
 pub(crate) fn nmi(shared: &Shared, req: &Req, fault: Option<Injected>) -> Resp {
     let result = match fault {
         Some(Injected::Throttled { .. }) => Err((429, "too many requests".to_string())),
+        Some(Injected::EchoCredential) => {
+            Err((500, "fake-azure: NMI has no credential to echo".to_string()))
+        }
         Some(Injected::ServerError(status)) => {
             Err((status, "failed to get service principal token".to_string()))
         }

@@ -2,8 +2,9 @@
 //! [`KeyVaultObject`]s in declaration order, with the size, count, version
 //! and depth limits and the output-path checks.
 //!
-//! Parses and validates; must not fetch or render. The flow-depth scan
-//! (`yaml`) runs before `serde_yaml_ng` sees a document.
+//! Parses and validates; must not fetch or render. The shape scan
+//! (`yaml`: nesting, alias expansion) runs before `serde_yaml_ng` sees a
+//! document, the outer one and each element's.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,9 @@ use crate::object::{JmesPathSpec, KeyVaultObject, ObjectSpec};
 
 mod yaml;
 
-pub use yaml::MAX_FLOW_DEPTH;
+pub use yaml::{
+    MAX_ANCHORS, MAX_BLOCK_DEPTH, MAX_EXPANDED_BYTES, MAX_EXPANDED_NODES, MAX_FLOW_DEPTH, YamlLimit,
+};
 
 /// Largest `objects` YAML accepted (a SecretProviderClass is stored in etcd,
 /// itself limited to about 1.5 MiB).
@@ -73,8 +76,10 @@ pub(super) fn objects(yaml: &str) -> Result<Vec<KeyVaultObject>, ParamsError> {
     if yaml.len() > MAX_OBJECTS_YAML_BYTES {
         return Err(ParamsError::ObjectsTooLarge(yaml.len()));
     }
-    if yaml::flow_depth(yaml) > MAX_FLOW_DEPTH {
-        return Err(ParamsError::ObjectsTooDeep);
+    match yaml::shape(yaml).over_limit() {
+        None => {}
+        Some(YamlLimit::FlowDepth) => return Err(ParamsError::ObjectsTooDeep),
+        Some(limit) => return Err(ParamsError::ObjectsOverLimit(limit)),
     }
     let list: ObjectList =
         serde_yaml_ng::from_str(yaml).map_err(|e| ParamsError::ObjectsYaml(e.to_string()))?;
@@ -107,8 +112,10 @@ pub(super) fn objects(yaml: &str) -> Result<Vec<KeyVaultObject>, ParamsError> {
 }
 
 fn object_spec(yaml: &str, index: usize) -> Result<ObjectSpec, ParamsError> {
-    if yaml::flow_depth(yaml) > MAX_FLOW_DEPTH {
-        return Err(ParamsError::ObjectTooDeep(index));
+    match yaml::shape(yaml).over_limit() {
+        None => {}
+        Some(YamlLimit::FlowDepth) => return Err(ParamsError::ObjectTooDeep(index)),
+        Some(limit) => return Err(ParamsError::ObjectOverLimit { index, limit }),
     }
     let raw: Option<RawObject> = serde_yaml_ng::from_str(yaml)
         .map_err(|source| ParamsError::ObjectUnmarshal { index, source })?;

@@ -1,59 +1,207 @@
-//! A guard run before YAML reaches the parser: how deep flow collections
-//! (`[…]`, `{…}`) nest. libyaml (under `serde_yaml_ng`) checks every open
-//! flow level on every token, so nesting costs quadratic time: a 1 MiB
-//! `[[[[…` keeps a CPU busy for minutes. Aliases cannot blow up here (the
-//! parser bounds their expansion, and our types only accept scalars where
-//! they could be used), and block nesting costs its indentation in bytes.
+//! A guard run before YAML reaches the parser: a light scan that bounds
+//! what the parser would build, so a hostile `objects` costs neither
+//! minutes of CPU nor the node's memory.
 //!
-//! This is a light scan, not a parser. It skips comments, quoted scalars
-//! and block scalars (`|`, `>`), and outside flow collections counts
-//! `[`/`{` only where a node may start, so brackets inside plain scalars
-//! (`alias: a[1]`) do not count.
-//! Where it cannot tell, it counts: it may over-count a document that is
-//! unusual anyway, never under-count one the parser would nest.
+//! - **Flow nesting** (`[…]`, `{…}`): libyaml checks every open flow level
+//!   on every token, so nesting costs quadratic time (a 1 MiB `[[[[…` keeps
+//!   a CPU busy for minutes).
+//! - **Block nesting** (`- - - x`, `a:\n  b:\n    c:`): every level is an
+//!   event the loader keeps, and 1 MiB of `- - - …` cost 166 MiB.
+//! - **Alias expansion**: `serde_yaml_ng` replays an anchored node for
+//!   every alias and our types copy each replayed scalar, so `&a <100 KB>`
+//!   with a thousand `*a` is 100 MB. The scan weighs every alias by the
+//!   expanded size of its anchor (bytes and nodes, aliases inside it
+//!   included) and sums them, before anything is built.
 //!
-//! Pure: bytes in, a number out.
+//! This is a scan, not a parser. It skips comments, quoted scalars and
+//! block scalars (`|`, `>`), and counts `[`/`{`, `- `, `key: ` and `*alias`
+//! only where a node may start, so brackets inside plain scalars
+//! (`alias: a[1]`) do not count. An anchor's node is taken to end where
+//! the indentation or the flow collection says so; where it cannot tell,
+//! the node runs to the alias. So it may over-count a document that is
+//! unusual anyway, never under-count one the parser would build.
+//!
+//! Pure: bytes in, a [`Shape`] out.
+
+use std::collections::HashMap;
+use std::fmt;
 
 /// Deepest flow nesting accepted. The `objects` parameter needs two levels
 /// at most; a SecretProviderClass is written by hand.
 pub const MAX_FLOW_DEPTH: usize = 64;
+/// Deepest block nesting accepted (`- ` and `key:` levels), for the same
+/// reason.
+pub const MAX_BLOCK_DEPTH: usize = 64;
+/// Most bytes a document may stand for once its aliases are expanded: the
+/// document itself and at most as much again from aliases.
+pub const MAX_EXPANDED_BYTES: u64 = 2 << 20;
+/// Most nodes a document may stand for once its aliases are expanded.
+/// `objects` holds at most 1000 elements; yaml.v3 allows 400,000 decodes,
+/// but a Go string shares its bytes where our copies do not.
+pub const MAX_EXPANDED_NODES: u64 = 100_000;
+/// Most anchors in one document (each one is remembered by the scan).
+pub const MAX_ANCHORS: usize = 1000;
 
-/// The deepest flow nesting of `yaml`, counted up to one past
-/// [`MAX_FLOW_DEPTH`] (the scan stops there).
-pub fn flow_depth(yaml: &str) -> usize {
-    let bytes = yaml.as_bytes();
+/// The limit a document is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YamlLimit {
+    FlowDepth,
+    BlockDepth,
+    ExpandedBytes,
+    ExpandedNodes,
+    Anchors,
+}
+
+// === impl YamlLimit ===
+
+impl fmt::Display for YamlLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FlowDepth => write!(
+                f,
+                "it nests flow collections ([…] or {{…}}) more than {MAX_FLOW_DEPTH} levels deep"
+            ),
+            Self::BlockDepth => write!(
+                f,
+                "it nests block collections (`- ` or `key:`) more than {MAX_BLOCK_DEPTH} levels deep"
+            ),
+            Self::ExpandedBytes => write!(
+                f,
+                "its aliases (*name) expand it to more than {MAX_EXPANDED_BYTES} bytes; \
+                 write the values out instead of aliasing them"
+            ),
+            Self::ExpandedNodes => write!(
+                f,
+                "its aliases (*name) expand it to more than {MAX_EXPANDED_NODES} values; \
+                 write the values out instead of aliasing them"
+            ),
+            Self::Anchors => write!(f, "it defines more than {MAX_ANCHORS} anchors (&name)"),
+        }
+    }
+}
+
+/// What the scan measured, each counted up to just past its limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub flow_depth: usize,
+    pub block_depth: usize,
+    pub expanded_bytes: u64,
+    pub expanded_nodes: u64,
+    pub anchors: usize,
+}
+
+// === impl Shape ===
+
+impl Shape {
+    /// The first limit `self` is over, if any.
+    pub fn over_limit(&self) -> Option<YamlLimit> {
+        if self.flow_depth > MAX_FLOW_DEPTH {
+            Some(YamlLimit::FlowDepth)
+        } else if self.block_depth > MAX_BLOCK_DEPTH {
+            Some(YamlLimit::BlockDepth)
+        } else if self.anchors > MAX_ANCHORS {
+            Some(YamlLimit::Anchors)
+        } else if self.expanded_bytes > MAX_EXPANDED_BYTES {
+            Some(YamlLimit::ExpandedBytes)
+        } else if self.expanded_nodes > MAX_EXPANDED_NODES {
+            Some(YamlLimit::ExpandedNodes)
+        } else {
+            None
+        }
+    }
+}
+
+/// Scans `yaml`, stopping at the first limit it goes over.
+pub fn shape(yaml: &str) -> Shape {
     let mut scan = Scan {
-        bytes,
+        bytes: yaml.as_bytes(),
         at: 0,
         depth: 0,
-        deepest: 0,
+        shape: Shape::default(),
         node_start: true,
+        line_start: 0,
         line_indent: 0,
+        token_col: None,
+        dash_col: None,
+        block: Vec::new(),
+        alias_bytes: 0,
+        nodes: 0,
+        anchors: HashMap::new(),
+        open: Vec::new(),
+        pending: Vec::new(),
     };
     scan.run();
-    scan.deepest
+    scan.shape.expanded_bytes = scan.total_bytes();
+    scan.shape.expanded_nodes = scan.nodes;
+    scan.shape
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Seq,
+    Map,
+}
+
+/// An anchored node being measured.
+struct Anchor {
+    /// Expanded bytes and nodes before the node.
+    bytes: u64,
+    nodes: u64,
+    /// Where it was defined: flow depth, indentation of its line and the
+    /// column of the `- ` it follows (a sequence entry ends at a line
+    /// indented no deeper).
+    depth: usize,
+    line_indent: usize,
+    dash_col: Option<usize>,
+    /// Expanded (bytes, nodes) once its end is known.
+    weight: Option<(u64, u64)>,
 }
 
 struct Scan<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Open flow collections.
     depth: usize,
-    deepest: usize,
+    shape: Shape,
     /// A node may start here (after a line start, `- `, `: `, `? `, `,`,
     /// `[`, `{` or a node property).
     node_start: bool,
+    line_start: usize,
     /// Leading spaces of the current line.
     line_indent: usize,
+    /// Column where the current line's latest node began (a key's column).
+    token_col: Option<usize>,
+    /// Column of a `- ` directly before the current node.
+    dash_col: Option<usize>,
+    /// Open block collections: (column, kind).
+    block: Vec<(usize, Block)>,
+    /// Bytes added by aliases so far.
+    alias_bytes: u64,
+    /// Nodes so far, aliases' expansions included.
+    nodes: u64,
+    anchors: HashMap<&'a [u8], usize>,
+    /// Anchors by definition order (the index `anchors` maps to).
+    open: Vec<Anchor>,
+    /// Anchors whose node has not ended, innermost last.
+    pending: Vec<usize>,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
     fn run(&mut self) {
-        while self.at < self.bytes.len() && self.deepest <= MAX_FLOW_DEPTH {
+        let mut fresh_line = true;
+        while self.at < self.bytes.len() && self.within_limits() {
             let b = self.bytes[self.at];
+            if fresh_line && !matches!(b, b' ' | b'\t') {
+                fresh_line = false;
+                if !matches!(b, b'#' | b'\n' | b'\r') && self.depth == 0 {
+                    self.close_on_line(b == b'-');
+                }
+            }
             match b {
                 b'\n' | b'\r' => {
                     self.at += 1;
                     self.start_line();
+                    fresh_line = true;
                     continue;
                 }
                 b' ' | b'\t' => {}
@@ -64,42 +212,213 @@ impl Scan<'_> {
                 // Inside a flow collection a plain scalar ends at a bracket,
                 // so every bracket there opens a collection.
                 b'[' | b'{' if self.node_start || self.depth > 0 => {
+                    self.begin_node();
                     self.depth += 1;
-                    self.deepest = self.deepest.max(self.depth);
+                    self.shape.flow_depth = self.shape.flow_depth.max(self.depth);
                 }
                 b']' | b'}' => {
                     self.depth = self.depth.saturating_sub(1);
+                    let depth = self.depth;
+                    self.close_while(|a| a.depth > depth);
                     self.node_start = false;
                 }
-                b',' if self.depth > 0 => self.node_start = true,
-                b':' | b'?' | b'-' => {
-                    // An indicator when followed by a blank, or (`:`) right
-                    // after a JSON-style key inside a flow collection.
-                    self.node_start = self.blank_at(self.at + 1) || (b == b':' && self.depth > 0);
+                b',' if self.depth > 0 => {
+                    let depth = self.depth;
+                    self.close_while(|a| a.depth >= depth);
+                    self.node_start = true;
                 }
+                b':' | b'?' | b'-' => self.indicator(b),
                 b'\'' if self.node_start => {
+                    self.begin_node();
                     self.skip_single_quoted();
                     self.node_start = false;
                     continue;
                 }
                 b'"' if self.node_start => {
+                    self.begin_node();
                     self.skip_double_quoted();
                     self.node_start = false;
                     continue;
                 }
-                b'!' | b'&' if self.node_start => {
-                    // A tag or anchor: the node itself follows.
-                    while self.at < self.bytes.len() && !self.blank_at(self.at) {
-                        self.at += 1;
-                    }
+                b'&' if self.node_start => {
+                    self.anchor();
+                    continue;
+                }
+                b'*' if self.node_start => {
+                    self.alias();
+                    continue;
+                }
+                b'!' if self.node_start => {
+                    // A tag: the node itself follows.
+                    self.skip_tag();
                     continue;
                 }
                 b'|' | b'>' if self.node_start && self.depth == 0 => {
+                    self.begin_node();
                     self.skip_block_scalar();
                     continue;
                 }
-                _ => self.node_start = false,
+                _ => {
+                    if self.node_start {
+                        self.begin_node();
+                    }
+                    self.node_start = false;
+                }
             }
+            self.at += 1;
+        }
+    }
+
+    fn within_limits(&self) -> bool {
+        let mut shape = self.shape;
+        shape.expanded_bytes = self.total_bytes();
+        shape.expanded_nodes = self.nodes;
+        shape.over_limit().is_none()
+    }
+
+    /// Bytes scanned plus what aliases added.
+    fn total_bytes(&self) -> u64 {
+        (self.at as u64).saturating_add(self.alias_bytes)
+    }
+
+    fn column(&self) -> usize {
+        self.at - self.line_start
+    }
+
+    /// A scalar or collection starts here.
+    fn begin_node(&mut self) {
+        self.nodes = self.nodes.saturating_add(1);
+        self.token_col = Some(self.column());
+    }
+
+    /// `:`, `?` or `-`: an indicator when followed by a blank, or (`:`)
+    /// right after a JSON-style key inside a flow collection.
+    fn indicator(&mut self, b: u8) {
+        let blank = self.blank_at(self.at + 1);
+        if blank && self.depth == 0 {
+            let col = self.column();
+            match b {
+                b'-' if self.node_start => {
+                    self.nodes = self.nodes.saturating_add(1);
+                    self.open_block(col, Block::Seq);
+                    self.dash_col = Some(col);
+                }
+                b'?' if self.node_start => self.open_block(col, Block::Map),
+                b':' => self.open_block(self.token_col.unwrap_or(col), Block::Map),
+                _ => {}
+            }
+        }
+        self.node_start = blank || (b == b':' && self.depth > 0);
+    }
+
+    /// A block collection entry at `col`: closes deeper collections, and
+    /// opens one unless it continues the collection there.
+    fn open_block(&mut self, col: usize, kind: Block) {
+        while let Some(&(open, open_kind)) = self.block.last() {
+            if open > col {
+                self.block.pop();
+            } else if open == col && open_kind == kind {
+                return;
+            } else if open == col && open_kind == Block::Seq {
+                // A key where a sequence was: the sequence ended.
+                self.block.pop();
+            } else {
+                // A sequence as a mapping's value may share its column.
+                break;
+            }
+        }
+        self.block.push((col, kind));
+        self.shape.block_depth = self.shape.block_depth.max(self.block.len());
+    }
+
+    /// `&name`: remembers where the anchored node starts.
+    fn anchor(&mut self) {
+        let name = self.name();
+        let anchor = Anchor {
+            bytes: self.total_bytes(),
+            nodes: self.nodes,
+            depth: self.depth,
+            line_indent: self.line_indent,
+            dash_col: self.dash_col,
+            weight: None,
+        };
+        self.anchors.insert(name, self.open.len());
+        self.pending.push(self.open.len());
+        self.open.push(anchor);
+        self.shape.anchors = self.open.len();
+    }
+
+    /// `*name`: the anchored node again, as the parser will replay it.
+    fn alias(&mut self) {
+        let name = self.name();
+        self.node_start = false;
+        self.nodes = self.nodes.saturating_add(1);
+        let Some(&index) = self.anchors.get(name) else {
+            return; // The parser refuses an unknown alias.
+        };
+        let (bytes, nodes) = self.weight(index);
+        self.alias_bytes = self.alias_bytes.saturating_add(bytes);
+        self.nodes = self.nodes.saturating_add(nodes);
+    }
+
+    /// An anchored node's expanded size: measured if it has ended, else
+    /// everything since it began.
+    fn weight(&self, index: usize) -> (u64, u64) {
+        let anchor = &self.open[index];
+        anchor.weight.unwrap_or_else(|| {
+            (
+                self.total_bytes().saturating_sub(anchor.bytes),
+                self.nodes.saturating_sub(anchor.nodes),
+            )
+        })
+    }
+
+    /// A line with content outside flow collections ends the anchored
+    /// nodes it is not indented into.
+    fn close_on_line(&mut self, dash: bool) {
+        let indent = self.line_indent;
+        self.close_while(|a| {
+            a.depth == 0
+                && match a.dash_col {
+                    Some(col) => indent <= col,
+                    None => indent < a.line_indent || (indent == a.line_indent && !dash),
+                }
+        });
+    }
+
+    /// Measures the latest open anchors while `ended` says they ended.
+    fn close_while(&mut self, ended: impl Fn(&Anchor) -> bool) {
+        while let Some(&index) = self.pending.last() {
+            if !ended(&self.open[index]) {
+                return;
+            }
+            self.open[index].weight = Some(self.weight(index));
+            self.pending.pop();
+        }
+    }
+
+    /// The name after `&` or `*` (libyaml's rule: ASCII letters, digits,
+    /// `_` and `-`), moving past it.
+    fn name(&mut self) -> &'a [u8] {
+        let bytes: &'a [u8] = self.bytes;
+        self.at += 1;
+        let start = self.at;
+        while bytes
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            self.at += 1;
+        }
+        &bytes[start..self.at]
+    }
+
+    /// Past a tag: to a blank, or in a flow collection to a flow indicator.
+    fn skip_tag(&mut self) {
+        self.at += 1;
+        while self.at < self.bytes.len()
+            && !self.blank_at(self.at)
+            && !(self.depth > 0 && matches!(self.bytes[self.at], b',' | b'[' | b']' | b'{' | b'}'))
+        {
             self.at += 1;
         }
     }
@@ -107,7 +426,10 @@ impl Scan<'_> {
     /// At a line start: measures its indentation; a node may start.
     fn start_line(&mut self) {
         self.node_start = true;
+        self.line_start = self.at;
         self.line_indent = self.spaces_at(self.at);
+        self.token_col = None;
+        self.dash_col = None;
     }
 
     fn spaces_at(&self, from: usize) -> usize {
@@ -216,57 +538,4 @@ impl Scan<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_flow_nesting() {
-        assert_eq!(flow_depth(""), 0);
-        assert_eq!(flow_depth("array: []"), 1);
-        assert_eq!(flow_depth("a: [[1], {b: [2]}]"), 3);
-        assert_eq!(flow_depth(r#"{"a":[{"b":[1]}]}"#), 4);
-        assert_eq!(flow_depth("- [\n  [\n    [x]]]"), 3);
-        assert_eq!(flow_depth("a: &x [!!seq [*x]]"), 2);
-        assert_eq!(
-            flow_depth("[a[b{c"),
-            3,
-            "a plain scalar in a flow ends at a bracket"
-        );
-        assert_eq!(flow_depth(&"[".repeat(10_000)), MAX_FLOW_DEPTH + 1);
-    }
-
-    #[test]
-    fn brackets_that_are_not_collections_do_not_count() {
-        let yaml = "\
-# [[[[ a comment
-objectAlias: a[1]{2}
-quoted: '[[[['
-double: \"[[[\\\"[[\"
-array:
-  - |
-    objectName: x
-    note: [[[[ inside a block scalar
-    another: '
-  - >-
-    [[[[ folded
-key: value # [[[[
-";
-        assert_eq!(flow_depth(yaml), 0);
-    }
-
-    /// What follows a block scalar is scanned again: its content cannot
-    /// hide nesting the parser would see.
-    #[test]
-    fn a_block_scalar_ends_where_its_indentation_does() {
-        let deep = "[".repeat(100);
-        let yaml = format!("a: |\n  '\n\n  x\nb: {deep}");
-        assert_eq!(flow_depth(&yaml), MAX_FLOW_DEPTH + 1);
-        let yaml = format!("a: |\n      x\n   {deep}");
-        assert_eq!(flow_depth(&yaml), MAX_FLOW_DEPTH + 1);
-        // An explicit indentation indicator: the content is scanned.
-        let yaml = format!("a: |2\n  {deep}");
-        assert_eq!(flow_depth(&yaml), MAX_FLOW_DEPTH + 1);
-        // Unterminated quotes swallow the rest, as they do for the parser.
-        assert_eq!(flow_depth(&format!("a: '{deep}")), 0);
-    }
-}
+mod tests;
