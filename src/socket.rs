@@ -126,12 +126,27 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// that does not refuse at once is taken as live (its backlog is full).
 const LIVE_CHECK: Duration = Duration::from_secs(1);
 
-/// The socket file we bound (device and inode): shutdown removes the path
-/// only while it still names this file.
+/// The socket file we bound (device, inode and change time: an inode
+/// number is reused once its file is deleted, so a successor's socket can
+/// have ours): shutdown removes the path only while it still names this
+/// file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketId {
     dev: u64,
     ino: u64,
+    ctime: (i64, i64),
+}
+
+// === impl SocketId ===
+
+impl SocketId {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// Binds an owner-only unix socket at `path`.
@@ -165,13 +180,7 @@ pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketId), So
     fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
         .and_then(|()| fs::rename(&temporary, path))
         .and_then(|()| fs::symlink_metadata(path))
-        .map(|meta| {
-            let id = SocketId {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            };
-            (listener, id)
-        })
+        .map(|meta| (listener, SocketId::of(&meta)))
         .map_err(bind_error)
 }
 
@@ -302,7 +311,7 @@ fn is_live(path: &Path) -> bool {
 /// bound; a missing file, or another one, is left alone.
 pub fn cleanup(path: &Path, id: SocketId) {
     let ours = fs::symlink_metadata(path).is_ok_and(|meta| {
-        meta.file_type().is_socket() && meta.dev() == id.dev && meta.ino() == id.ino
+        meta.file_type().is_socket() && SocketId::of(&meta) == id
     });
     if !ours {
         tracing::warn!(
