@@ -7,8 +7,8 @@
 //! Bounded in size and time: at most [`MAX_ISSUERS`] issuers (the least
 //! recently used goes), at most `verify::MAX_KEYS` keys each, documents of
 //! at most [`MAX_DOCUMENT_BYTES`]; a key set is refreshed after
-//! [`KEYS_TTL`], or on an unknown `kid` at most once per
-//! [`REFRESH_INTERVAL`]; a failed fetch is remembered for
+//! [`KEYS_TTL`], or on an unknown `kid` (at once, then at most once per
+//! [`REFRESH_INTERVAL`]); a failed fetch is remembered for
 //! [`REFRESH_INTERVAL`] so an unreachable issuer costs one request per
 //! interval, not one per mount. Concurrent misses of one issuer make one
 //! fetch. It must not log tokens; it names issuers and claim names only.
@@ -68,6 +68,8 @@ struct Slot {
 struct State {
     keys: Option<Arc<Vec<Jwk>>>,
     fetched: Option<Instant>,
+    /// When an unknown `kid` last made a fetch.
+    kid_refresh: Option<Instant>,
     failure: Option<String>,
 }
 
@@ -104,6 +106,9 @@ impl Issuers {
             self.refresh(cx, &parsed.claims.iss, &mut state).await;
         }
         if parsed.key_in(state.keys()).is_none() && state.may_refresh(Instant::now()) {
+            // Rotated keys: the first unknown `kid` fetches at once; more
+            // (a flood of forged ones) at most once per interval.
+            state.kid_refresh = Some(Instant::now());
             self.refresh(cx, &parsed.claims.iss, &mut state).await;
         }
         let Some(key) = parsed.key_in(state.keys()) else {
@@ -248,6 +253,7 @@ impl State {
     }
 
     fn may_refresh(&self, now: Instant) -> bool {
-        self.fetched.is_none_or(|at| now >= at + REFRESH_INTERVAL)
+        let recent = |at: Option<Instant>| at.is_some_and(|at| now < at + REFRESH_INTERVAL);
+        !recent(self.kid_refresh) && !(self.keys.is_none() && recent(self.fetched))
     }
 }
