@@ -8,7 +8,8 @@
 //! physical limit, the upstream request pattern and a sequential baseline,
 //! plus the `--max-concurrent-fetches` sweep the default was chosen from;
 //! P2 rotation (the same pod again); P3 a burst of 500 pods with and without
-//! the value cache, and under throttling; P4 memory and warm throughput;
+//! the value cache, and under throttling, and with each `--token-cache-scope`
+//! (`bench/scope.rs`); P4 memory and warm throughput;
 //! P5 start-up time and binary size. Everything stays on 127.0.0.1.
 
 #[path = "../tests/support/driver.rs"]
@@ -25,6 +26,9 @@ use akv_csi_provider::proto::VersionRequest;
 use anyhow::Context as _;
 use fake_azure::{Counters, FakeAzure, Seed, Target};
 use tokio::process::{Child, Command};
+
+#[path = "bench/scope.rs"]
+mod scope;
 
 const ISSUER: &str = "https://oidc.bench.test/issuer";
 const LATENCY: Duration = Duration::from_millis(50);
@@ -311,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
     p1_sweep(&mut report).await?;
     p2_rotation(&mut report).await?;
     p3_burst(&mut report, &options).await?;
+    scope::p3_scopes(&mut report).await?;
     p4_memory(&mut report).await?;
     p5_startup(&mut report).await?;
     report.line("## Targets");

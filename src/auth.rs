@@ -22,9 +22,11 @@
 pub mod aad;
 mod cache;
 pub mod imds;
+pub mod issuer;
 mod plan;
 pub mod pod_identity;
 mod token_proxy;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -56,6 +58,21 @@ pub struct AuthConfig {
     pub token_proxy: TokenProxyConfig,
     /// Most tokens kept in the cache.
     pub cache_capacity: usize,
+    /// Which workload-identity mounts share a cached token
+    /// (`--token-cache-scope`).
+    pub cache_scope: CacheScope,
+}
+
+/// Which workload-identity mounts may share a cached token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Only mounts presenting the identical service-account token.
+    #[default]
+    Credential,
+    /// Mounts whose service-account tokens verify (signature against the
+    /// issuer's JWKS, `exp`, `nbf`, `aud`, `iss`) and name the same issuer,
+    /// subject and audience; see `auth/issuer.rs`.
+    ServiceAccount,
 }
 
 impl Default for AuthConfig {
@@ -65,6 +82,7 @@ impl Default for AuthConfig {
             nmi_endpoint: pod_identity::DEFAULT_ENDPOINT.to_owned(),
             token_proxy: TokenProxyConfig::default(),
             cache_capacity: DEFAULT_CAPACITY,
+            cache_scope: CacheScope::Credential,
         }
     }
 }
@@ -113,6 +131,8 @@ pub struct Authenticator {
     token_proxy: token_proxy::TokenProxy,
     config: Arc<AuthConfig>,
     cache: TokenCache,
+    /// Issuers' keys, for [`CacheScope::ServiceAccount`].
+    issuers: issuer::Issuers,
 }
 
 // === impl AuthError ===
@@ -152,6 +172,7 @@ impl Authenticator {
     ) -> Result<Self, BuildError> {
         let local = Http::direct(http_config)?.with_metrics(http.metrics().clone());
         Ok(Self {
+            issuers: issuer::Issuers::new(http.clone()),
             http,
             local,
             token_proxy: token_proxy::TokenProxy::new(
@@ -173,7 +194,11 @@ impl Authenticator {
         cloud: &Cloud,
         pod: &PodInfo,
     ) -> Result<AccessToken, AuthError> {
-        let plan = self.plan(identity, tenant_id, cloud, pod);
+        let mut plan = self.plan(identity, tenant_id, cloud, pod);
+        if let Identity::WorkloadIdentity { token, .. } = identity {
+            self.widen_to_service_account(cx, &mut plan.key, token)
+                .await;
+        }
         let (mode, label) = (plan.key.mode, plan.identity.clone());
         let this = self.clone();
         let tenant = tenant_id.to_owned();
@@ -206,6 +231,41 @@ impl Authenticator {
         // A coalesced wait is not a hit: it waits for a request.
         self.http.metrics().token_cache(mode, lookup == Lookup::Hit);
         result
+    }
+
+    /// With [`CacheScope::ServiceAccount`], keys the entry by the verified
+    /// issuer, subject and audience instead of the exact token. A token
+    /// that fails verification, or whose issuer's keys cannot be read,
+    /// keeps its per-credential key: it goes to Entra ID as it would
+    /// without the flag, and is never served the shared entry.
+    async fn widen_to_service_account(
+        &self,
+        cx: &Context,
+        key: &mut cache::CacheKey,
+        token: &crate::params::ServiceAccountToken,
+    ) {
+        use secrecy::ExposeSecret as _;
+        if self.config.cache_scope != CacheScope::ServiceAccount {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let audience = crate::params::WORKLOAD_IDENTITY_AUDIENCE;
+        match self
+            .issuers
+            .verify(cx, token.token.expose_secret(), audience, now)
+            .await
+        {
+            Ok(claims) => key.credential = Some(cache::CacheKey::service_account(&claims)),
+            Err(issuer::VerifyError::Invalid(reason)) => {
+                tracing::debug!(%reason, "service-account token not verified; cached per credential");
+            }
+            // Already warned once per fetch in `issuer.rs`.
+            Err(error @ issuer::VerifyError::Unreachable { .. }) => {
+                tracing::debug!(%error, "cached per credential");
+            }
+        }
     }
 
     /// Drops `token` from the cache (if it is still the cached one), so the

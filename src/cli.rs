@@ -115,6 +115,13 @@ pub struct Args {
     #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
     pub cache_ttl: Duration,
 
+    /// Which workload-identity mounts share an Entra ID token: `credential`
+    /// (the identical service-account token) or `service-account` (any
+    /// token of the same issuer, subject and audience, once its signature
+    /// and claims are verified against the issuer's JWKS).
+    #[arg(long, default_value = "credential", value_parser = ["credential", "service-account"])]
+    pub token_cache_scope: String,
+
     /// Most requests per second to one vault from this node (0: no limit).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub keyvault_qps: f64,

@@ -124,6 +124,10 @@ impl Config {
                     ca_file: args.token_proxy_ca_file.clone(),
                 },
                 cache_capacity: auth::DEFAULT_CAPACITY,
+                cache_scope: match args.token_cache_scope.as_str() {
+                    "service-account" => auth::CacheScope::ServiceAccount,
+                    _ => auth::CacheScope::Credential,
+                },
             },
             keyvault: KeyVaultConfig {
                 qps: Some(args.keyvault_qps).filter(|qps| *qps > 0.0),

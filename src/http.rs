@@ -158,12 +158,14 @@ impl Http {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
             .tcp_keepalive(Duration::from_secs(60));
+        let warmup = Warmup::new(POOL_IDLE_TIMEOUT);
+        let builder = builder.connector_layer(warmup::ConnectSignal::new(warmup.clone()));
         let client = adjust(builder)?.build().map_err(BuildError::Client)?;
         Ok(Self {
             client,
             request_timeout: config.request_timeout,
             metrics: Metrics::default(),
-            warmup: Warmup::new(POOL_IDLE_TIMEOUT),
+            warmup,
         })
     }
 

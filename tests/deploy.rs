@@ -1,6 +1,6 @@
 //! The kind e2e's expectations, checked here without a cluster: the seed
 //! `make e2e-kind` gives the in-cluster fake (deploy/e2e/seed.json, with the
-//! cluster's issuer filled in) and the SecretProviderClasses it applies
+//! cluster's issuer and JWKS filled in) and the SecretProviderClasses it applies
 //! (deploy/examples, deploy/e2e/manifests) mount through the real provider,
 //! and the e2e's wrong service account fails with AADSTS70021.
 
@@ -22,7 +22,16 @@ fn e2e_seed() -> Seed {
         E2E_SEED.contains("__ISSUER__"),
         "run.sh replaces __ISSUER__"
     );
-    Seed::from_json(&E2E_SEED.replace("__ISSUER__", ISSUER)).expect("e2e seed parses")
+    assert!(
+        E2E_SEED.contains("\"__JWKS__\""),
+        "run.sh replaces \"__JWKS__\" with the cluster's JWKS"
+    );
+    // The test "cluster" signs with the fake's built-in keys.
+    let jwks = fake_azure::builtin_jwks().to_string();
+    let seed = E2E_SEED
+        .replace("__ISSUER__", ISSUER)
+        .replace("\"__JWKS__\"", &jwks);
+    Seed::from_json(&seed).expect("e2e seed parses")
 }
 
 /// The YAML documents of a multi-document file.

@@ -18,6 +18,10 @@ mod identities;
 mod clouds;
 // The token cache, single-flight of tokens and reads, the value cache.
 mod caching;
+// --token-cache-scope=service-account: verified tokens share one exchange.
+mod token_scope;
+// A burst on a freshly started provider: one connection per Azure host.
+mod cold_start;
 // Per-request, per-mount and driver deadlines, and their errors.
 mod timeouts;
 // 5xx and cut-off answers retried, 429 and Retry-After, --keyvault-qps.

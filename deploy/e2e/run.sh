@@ -295,14 +295,19 @@ install_driver() {
 }
 
 start_fake() {
-  step "starting fake-azure in the cluster, trusting the cluster's service-account issuer"
+  step "starting fake-azure in the cluster, trusting the cluster's service-account issuer and keys"
   local discovery issuer
   discovery=$(k get --raw /.well-known/openid-configuration) ||
     fail "cannot read the cluster's OIDC discovery document"
   issuer=$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' <<<"$discovery")
   [ -n "$issuer" ] || fail "no issuer in the OIDC discovery document: $discovery"
   echo "  issuer $issuer"
-  sed "s|__ISSUER__|$issuer|g" deploy/e2e/seed.json >"$work/seed.json"
+  # The fake verifies assertions with the cluster's real keys, as Entra ID
+  # would fetch them from the issuer.
+  local jwks
+  jwks=$(k get --raw /openid/v1/jwks | tr -d '\n') || fail "cannot read the cluster's JWKS"
+  grep -q '"keys"' <<<"$jwks" || fail "the cluster's JWKS has no keys: $jwks"
+  sed -e "s|__ISSUER__|$issuer|g" -e "s|\"__JWKS__\"|$jwks|" deploy/e2e/seed.json >"$work/seed.json"
   k create configmap fake-azure-seed -n kube-system --from-file=seed.json="$work/seed.json" >/dev/null
   k apply -k deploy/e2e/fake-azure >/dev/null || fail "applying deploy/e2e/fake-azure failed"
   k rollout status -n kube-system deployment/fake-azure --timeout=120s >/dev/null ||

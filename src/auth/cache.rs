@@ -111,6 +111,19 @@ impl CacheKey {
     pub fn digest(credential: &str) -> [u8; 32] {
         Sha256::digest(credential.as_bytes()).into()
     }
+
+    /// The [`CacheKey::credential`] of a verified service-account token
+    /// (`--token-cache-scope=service-account`): a digest of its issuer,
+    /// subject and audiences, domain-separated from token digests.
+    pub fn service_account(claims: &super::verify::Claims) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(b"akv-csi-provider service-account scope\0");
+        for part in [&claims.iss, &claims.sub].into_iter().chain(&claims.aud) {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        hash.finalize().into()
+    }
 }
 
 impl std::fmt::Debug for CacheKey {

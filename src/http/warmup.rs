@@ -6,9 +6,17 @@
 //! handshakes to Entra ID and again to the vault.
 //!
 //! So when a host has not answered recently, the first request goes alone
-//! and the others to that host wait until it has an answer (or failed, or
-//! [`MAX_WAIT`] passed), then share its connection. "Recently" is the
-//! pool's idle timeout: after that the connection is gone anyway.
+//! and the others to that host wait until its connection is up with HTTP/2
+//! negotiated ([`ConnectSignal`], a layer around the client's connector,
+//! reports it: the pool then holds a shareable connection), or until the
+//! first request has an answer (HTTP/1.1, or a connector that cannot say),
+//! failed, or [`MAX_WAIT`] passed; then they share its connection.
+//! "Recently" is the pool's idle timeout: after that the connection is gone
+//! anyway.
+//!
+//! The layer learns the host from the connector's request only through its
+//! `Debug` text (reqwest does not name the type); when that cannot be read
+//! the waiters fall back to waiting for the first answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +30,10 @@ use tokio::time::Instant;
 /// pool does not tell), and a slow one must not hold the others for long.
 pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after a connection is up the waiting requests go (see
+/// [`Signalling`]).
+const SIGNAL_DELAY: Duration = Duration::from_millis(10);
+
 /// Hosts kept before idle ones are forgotten.
 const MAX_HOSTS: usize = 1024;
 
@@ -29,8 +41,9 @@ const MAX_HOSTS: usize = 1024;
 struct Host {
     /// When the host last answered (any status): its connection was alive.
     answered: Option<Instant>,
-    /// Set while a first request is under way; dropped when it ends.
-    opening: Option<watch::Receiver<()>>,
+    /// Set while a first request is under way; dropped when it ends, or
+    /// sent on when its connection is up with HTTP/2.
+    opening: Option<watch::Sender<()>>,
 }
 
 /// Per-host state, shared by the clones of one client.
@@ -46,7 +59,6 @@ pub struct Warmup {
 pub struct Opener {
     hosts: Arc<Mutex<HashMap<String, Host>>>,
     host: String,
-    _release: watch::Sender<()>,
 }
 
 enum Entry {
@@ -99,16 +111,30 @@ impl Warmup {
         if state.answered.is_some_and(|t| now - t < self.warm_for) {
             return Entry::Go;
         }
-        if let Some(rx) = &state.opening {
-            return Entry::Wait(rx.clone());
+        if let Some(tx) = &state.opening {
+            return Entry::Wait(tx.subscribe());
         }
-        let (tx, rx) = watch::channel(());
-        state.opening = Some(rx);
+        let (tx, _) = watch::channel(());
+        state.opening = Some(tx);
         Entry::Open(Opener {
             hosts: self.hosts.clone(),
             host,
-            _release: tx,
         })
+    }
+
+    /// A connection to `host` (`name:port`) is up with HTTP/2: the host is
+    /// warm (later requests share the pooled connection) and the requests
+    /// waiting for it go now.
+    pub fn connected(&self, host: &str) {
+        let mut hosts = lock(&self.hosts);
+        if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) {
+            return;
+        }
+        let state = hosts.entry(host.to_owned()).or_default();
+        state.answered = Some(Instant::now());
+        if let Some(tx) = &state.opening {
+            tx.send_replace(());
+        }
     }
 
     /// Records the end of a request to `url`: an answer (any status) keeps
@@ -128,10 +154,91 @@ impl Warmup {
 impl Drop for Opener {
     fn drop(&mut self) {
         if let Some(state) = lock(&self.hosts).get_mut(&self.host) {
+            // Dropping the sender wakes the waiters.
             state.opening = None;
         }
-        // Dropping the sender (after this) wakes the waiters.
     }
+}
+
+/// A layer around the client's connector that tells [`Warmup`] when a
+/// connection is up with HTTP/2 negotiated.
+#[derive(Clone)]
+pub struct ConnectSignal {
+    warmup: Warmup,
+}
+
+/// The service of [`ConnectSignal`].
+#[derive(Clone)]
+pub struct Signalling<S> {
+    inner: S,
+    warmup: Warmup,
+}
+
+impl ConnectSignal {
+    pub fn new(warmup: Warmup) -> Self {
+        Self { warmup }
+    }
+}
+
+impl<S> tower::Layer<S> for ConnectSignal {
+    type Service = Signalling<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Signalling {
+            inner,
+            warmup: self.warmup.clone(),
+        }
+    }
+}
+
+impl<S, R> tower::Service<R> for Signalling<S>
+where
+    S: tower::Service<R>,
+    S::Response: hyper_util::client::legacy::connect::Connection,
+    S::Future: Send + 'static,
+    R: std::fmt::Debug,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let host = host_of_debug(&format!("{request:?}"));
+        let (future, warmup) = (self.inner.call(request), self.warmup.clone());
+        Box::pin(async move {
+            let conn = future.await?;
+            if let Some(host) = host
+                && hyper_util::client::legacy::connect::Connection::connected(&conn)
+                    .is_negotiated_h2()
+            {
+                // The client registers the connection as HTTP/2 in progress
+                // (new requests then wait for it) right after this returns,
+                // in the same poll; signal a moment later, so the waiters
+                // find it registered rather than open their own.
+                tokio::spawn(async move {
+                    tokio::time::sleep(SIGNAL_DELAY).await;
+                    warmup.connected(&host);
+                });
+            }
+            Ok(conn)
+        })
+    }
+}
+
+/// The `https://host:port` in the `Debug` text of the connector's request
+/// (`Unnameable(https://host/…)`).
+fn host_of_debug(text: &str) -> Option<String> {
+    let start = text.find("https://")?;
+    let url = text[start..].split([')', ' ']).next()?;
+    host_of(url)
 }
 
 /// `https://host:port` of a URL; `None` for anything else (plain HTTP to
@@ -220,6 +327,43 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(warmup.enter(KV).await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_go_as_soon_as_the_connection_is_up_with_http2() {
+        let warmup = Warmup::new(Duration::from_secs(300));
+        let opener = warmup.enter(KV).await;
+        let waiter = {
+            let warmup = warmup.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                assert!(warmup.enter(KV).await.is_none());
+                Instant::now() - start
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        warmup.connected("kv.vault.azure.net:443");
+        let waited = waiter.await.unwrap();
+        assert_eq!(waited, Duration::from_millis(20), "not until the answer");
+        // New requests go at once while the first still waits for its answer.
+        let start = Instant::now();
+        assert!(warmup.enter(KV).await.is_none());
+        assert_eq!(Instant::now(), start);
+        warmup.finish(KV, opener, true);
+    }
+
+    #[test]
+    fn the_host_is_read_from_the_connector_request() {
+        assert_eq!(
+            host_of_debug("Unnameable(https://kv.vault.azure.net/)").as_deref(),
+            Some("kv.vault.azure.net:443")
+        );
+        assert_eq!(
+            host_of_debug("Unnameable(https://login.test:8443/t/oauth2)").as_deref(),
+            Some("login.test:8443")
+        );
+        assert_eq!(host_of_debug("Unnameable(http://127.0.0.1/)"), None);
+        assert_eq!(host_of_debug("something else"), None);
     }
 
     #[test]

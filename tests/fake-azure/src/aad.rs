@@ -15,6 +15,7 @@ use crate::fake::Shared;
 use crate::faults::Injected;
 use crate::ids;
 use crate::jwt::{self, FederatedMatch};
+use crate::oidc::{Issuers, SignatureError};
 use crate::state::{App, TokenGrant};
 use crate::wire::{self, Req, Resp, field};
 
@@ -183,7 +184,7 @@ fn issue(
              tenant or consented to by any user in the tenant. You may have sent your authentication \
              request to the wrong tenant."
         )))?;
-    authenticate(app, form, now)?;
+    authenticate(app, form, now, &shared.issuers())?;
     let lifetime = state.token_lifetime_secs();
     let grant = TokenGrant {
         tenant_id: tenant.to_string(),
@@ -263,7 +264,12 @@ fn invalid_scope(scope: &str) -> AadError {
 }
 
 /// Checks the client's credential: an assertion, else a secret.
-pub(crate) fn authenticate(app: &App, form: &[(String, String)], now: i64) -> Result<(), AadError> {
+pub(crate) fn authenticate(
+    app: &App,
+    form: &[(String, String)],
+    now: i64,
+    issuers: &Issuers,
+) -> Result<(), AadError> {
     if let Some(assertion) = field(form, "client_assertion") {
         match field(form, "client_assertion_type") {
             Some(JWT_BEARER) => {}
@@ -281,7 +287,7 @@ pub(crate) fn authenticate(app: &App, form: &[(String, String)], now: i64) -> Re
             }
             None => return Err(missing("client_assertion_type")),
         }
-        return check_assertion(app, assertion, now);
+        return check_assertion(app, assertion, now, issuers);
     }
     match field(form, "client_secret") {
         Some(secret) if app.client_secret.as_deref() == Some(secret) => Ok(()),
@@ -306,7 +312,12 @@ pub(crate) fn authenticate(app: &App, form: &[(String, String)], now: i64) -> Re
     }
 }
 
-fn check_assertion(app: &App, assertion: &str, now: i64) -> Result<(), AadError> {
+fn check_assertion(
+    app: &App,
+    assertion: &str,
+    now: i64,
+    issuers: &Issuers,
+) -> Result<(), AadError> {
     let claims = jwt::decode_claims(assertion).map_err(|_| malformed())?;
     claims.check_time(now).map_err(|r| {
         let nbf = r
@@ -333,7 +344,9 @@ fn check_assertion(app: &App, assertion: &str, now: i64) -> Result<(), AadError>
         })
     });
     if trusted {
-        return Ok(());
+        return issuers
+            .check_signature(&claims.iss, assertion)
+            .map_err(|e| signature_error(&claims.iss, e));
     }
     Err(AadError::new(
         400,
@@ -348,6 +361,33 @@ fn check_assertion(app: &App, assertion: &str, now: i64) -> Result<(), AadError>
             claims.aud.join(",")
         ),
     ))
+}
+
+/// Entra ID's answers to an assertion whose signature it cannot verify:
+/// AADSTS7000272 when the issuer's metadata lacks the key, AADSTS50013
+/// when the signature does not match.
+fn signature_error(issuer: &str, error: SignatureError) -> AadError {
+    match error {
+        SignatureError::UnknownKey(kid) => AadError::new(
+            401,
+            "invalid_client",
+            7_000_272,
+            format!(
+                "The certificate with identifier {kid} used to sign the federated credential \
+                 could not be found in the metadata of identity provider {issuer}. Please \
+                 validate that your Identity Provider's metadata exposes the key used to sign \
+                 the incoming token."
+            ),
+        ),
+        SignatureError::Invalid => AadError::new(
+            401,
+            "invalid_client",
+            50_013,
+            "Assertion failed signature validation. [Reason - The provided signature value did \
+             not match the expected signature value.]"
+                .to_string(),
+        ),
+    }
 }
 
 fn malformed() -> AadError {

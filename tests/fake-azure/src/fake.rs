@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::counters::Counters;
 use crate::faults::{Faults, Limit, Target, Transport};
 use crate::ids::{self, IdGen};
+use crate::oidc::Issuers;
 use crate::seed::{AppSeed, CertificateSeed, KeySeed, SecretSeed, Seed, VaultSeed};
 use crate::server;
 use crate::state::{Kind, State};
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     faults: Mutex<Faults>,
     counters: Mutex<Counters>,
+    issuers: Mutex<Issuers>,
     pub(crate) ca_pem: String,
     /// `https://localhost:PORT` of the token proxy (empty in unit tests).
     pub(crate) token_proxy_url: String,
@@ -43,6 +45,7 @@ impl Shared {
             state: Mutex::new(state),
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
+            issuers: Mutex::new(Issuers::default()),
             ca_pem,
             token_proxy_url: String::new(),
         }
@@ -53,6 +56,10 @@ impl Shared {
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn issuers(&self) -> MutexGuard<'_, Issuers> {
+        self.issuers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
@@ -107,7 +114,8 @@ impl FakeAzure {
     async fn bind(seed: Seed, listen: SocketAddr) -> anyhow::Result<Self> {
         let state = State::from_seed(&seed, IdGen::from_os()?, ids::now_unix())
             .map_err(|e| anyhow::anyhow!("invalid seed: {e}"))?;
-        let pki = tls::generate().context("generating the fake's certificates")?;
+        let issuers = Issuers::from_seed(&seed);
+        let pki = tls::generate(&issuers.hosts()).context("generating the fake's certificates")?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -117,6 +125,10 @@ impl FakeAzure {
             .with_context(|| format!("binding the token proxy on {}", listen.ip()))?;
         let token_proxy_addr = proxy_listener.local_addr()?;
         let mut shared = Shared::new(state, pki.ca_pem);
+        *shared
+            .issuers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = issuers;
         shared.token_proxy_url = format!("https://localhost:{}", token_proxy_addr.port());
         let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
@@ -166,6 +178,20 @@ impl FakeAzure {
     /// The server name (SNI) the token proxy answers to.
     pub fn token_proxy_server_name(&self) -> String {
         token_proxy::server_name()
+    }
+
+    /// Publishes `jwks` as `issuer`'s keys (key rotation, a real cluster's
+    /// keys): Entra ID verifies assertions of `issuer` with them, and the
+    /// issuer's JWKS URL serves them. Its host must have been known at
+    /// start (a federated credential's or a seeded issuer's) for TLS.
+    pub fn set_issuer_jwks(&self, issuer: &str, jwks: serde_json::Value) {
+        self.shared.issuers().set_jwks(issuer, jwks);
+    }
+
+    /// Makes `issuer`'s discovery and JWKS URLs answer 503 (`false`), or
+    /// answer again (`true`). Entra ID's own checks are not affected.
+    pub fn set_issuer_reachable(&self, issuer: &str, reachable: bool) {
+        self.shared.issuers().set_reachable(issuer, reachable);
     }
 
     /// Sets the managed identities IMDS answers for (client ids of

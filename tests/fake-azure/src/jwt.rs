@@ -1,11 +1,10 @@
 //! JWT-shaped tokens: reading the claims of a client assertion, and minting
 //! Kubernetes service-account tokens for tests.
 //!
-//! The fake **trusts the signature**: it decodes the payload and checks only
-//! the claims (`iss`, `sub`, `aud`, `exp`, `nbf`), exactly the fields Entra ID
-//! compares against a federated identity credential. Minted tokens carry a
-//! deterministic, meaningless signature segment. Nothing here verifies or
-//! produces real signatures.
+//! Here: the claims (`iss`, `sub`, `aud`, `exp`, `nbf`), the fields Entra
+//! ID compares against a federated identity credential. Signatures are
+//! made and checked in `oidc.rs`; minted tokens are signed RS256 with the
+//! fake's built-in key.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -138,10 +137,11 @@ impl AssertionClaims {
 
 /// Mints a Kubernetes-style projected service-account token.
 ///
-/// Header `{"alg":"RS256","kid":"fake"}`; payload with `iss`, `sub`
+/// Header `{"alg":"RS256","kid":"fake-rs256"}`; payload with `iss`, `sub`
 /// (`system:serviceaccount:<ns>:<sa>`), `aud` (a one-element array, as the
 /// API server writes it), `exp`/`iat`/`nbf` and the `kubernetes.io` claim.
-/// The signature segment is meaningless: the fake never verifies it.
+/// Signed with the built-in RS256 key, which every issuer publishes unless
+/// given other keys.
 pub fn mint_service_account_token(
     issuer: &str,
     namespace: &str,
@@ -167,17 +167,10 @@ pub fn mint_service_account_token(
     }))
 }
 
-/// Mints a JWT-shaped token with arbitrary claims (e.g. an expired one).
+/// Mints a token with arbitrary claims (e.g. an expired one), signed
+/// RS256 with the fake's built-in key (`fake-rs256`).
 pub fn mint_jwt(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"fake"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    // 256 bytes, the size of an RS256 signature, derived from the payload.
-    let mut fill = ids::IdGen::with_seed(fnv1a(payload.as_bytes()));
-    let sig: Vec<u8> = (0..32)
-        .flat_map(|_| fill.version_id().into_bytes())
-        .take(256)
-        .collect();
-    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(sig))
+    crate::oidc::builtin_keys()[0].sign(claims)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -220,7 +213,7 @@ mod tests {
         let header = URL_SAFE_NO_PAD
             .decode(t.split('.').next().unwrap_or_default())
             .expect("b64");
-        assert_eq!(header, br#"{"alg":"RS256","kid":"fake"}"#);
+        assert_eq!(header, br#"{"alg":"RS256","kid":"fake-rs256"}"#);
     }
 
     #[test]

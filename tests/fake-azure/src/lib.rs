@@ -29,9 +29,13 @@
 //! types), keys (JWK) and certificates, each versioned and listable with
 //! `nextLink` paging.
 //!
-//! What the fake deliberately does not do: verify JWT signatures (it trusts
-//! them and checks claims only), talk to anything but loopback, or log
-//! secret values and tokens.
+//! Client assertions are checked like Entra ID checks them: claims, then
+//! the signature against the issuer's JWKS (the fake's built-in keys, or
+//! keys set per issuer); the fake also serves each issuer's discovery
+//! document and JWKS at the issuer's URL.
+//!
+//! What the fake deliberately does not do: talk to anything but loopback,
+//! or log secret values and tokens.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -47,6 +51,7 @@ mod ids;
 mod jwt;
 mod keyvault;
 mod node;
+mod oidc;
 mod seed;
 mod server;
 mod state;
@@ -60,10 +65,11 @@ pub use faults::{
     FailSpec, FaultSpec, Limit, Target, ThrottleSpec, Transport, TransportKind, TransportSpec,
 };
 pub use jwt::{mint_jwt, mint_service_account_token};
+pub use oidc::{SigningKey, builtin_jwks, builtin_keys};
 pub use seed::{
     AppSeed, BLOG_AUDIENCE, BLOG_CLIENT_ID, BLOG_CLIENT_SECRET, BLOG_NAMESPACE, BLOG_SECRET_NAME,
     BLOG_SECRET_VALUE, BLOG_SERVICE_ACCOUNT, BLOG_SUBJECT, BLOG_TENANT_ID, BLOG_VAULT,
-    CertificateSeed, FederatedCredential, KeySeed, SecretSeed, Seed, VaultSeed,
+    CertificateSeed, FederatedCredential, IssuerSeed, KeySeed, SecretSeed, Seed, VaultSeed,
 };
 pub use state::Kind as ObjectKind;
 pub use token_proxy::{CLUSTER_ID, server_name_for as identity_binding_server_name};

@@ -73,6 +73,21 @@ pub struct Seed {
     /// Key Vaults.
     #[serde(default)]
     pub vaults: Vec<VaultSeed>,
+    /// Service-account issuers with their own keys (e.g. a real cluster's
+    /// JWKS); other issuers of federated credentials publish the fake's
+    /// built-in keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<IssuerSeed>,
+}
+
+/// A service-account issuer and the JWKS Entra ID verifies its tokens with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSeed {
+    /// The issuer URL (`iss`), exactly.
+    pub issuer: String,
+    /// Its JSON Web Key Set (`{"keys": [...]}`).
+    pub jwks: serde_json::Value,
 }
 
 /// One app registration in Entra ID.
@@ -289,6 +304,7 @@ impl Seed {
                 secrets: vec![SecretSeed::new(BLOG_SECRET_NAME, BLOG_SECRET_VALUE)],
                 ..VaultSeed::default()
             }],
+            issuers: Vec::new(),
         }
     }
 }

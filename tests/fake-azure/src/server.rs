@@ -397,11 +397,14 @@ pub(crate) async fn route_azure(shared: &Shared, req: &Req) -> Resp {
     match route {
         Route::Aad(cloud) => aad::handle(shared, cloud, req, fault),
         Route::KeyVault { vault, cloud } => keyvault::handle(shared, cloud, &vault, req, fault),
-        Route::Unknown => wire::json(
-            404,
-            &serde_json::json!({"error": {"code": "UnknownHost",
+        Route::Unknown => match shared.issuers().serve(req) {
+            Some(resp) => resp,
+            None => wire::json(
+                404,
+                &serde_json::json!({"error": {"code": "UnknownHost",
                 "message": format!("fake-azure does not serve host '{}'", req.host)}}),
-        ),
+            ),
+        },
     }
 }
 

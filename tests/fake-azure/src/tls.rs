@@ -27,7 +27,8 @@ pub(crate) struct Pki {
 }
 
 /// Generates a CA and a leaf for [`cloud::san_names`].
-pub(crate) fn generate() -> anyhow::Result<Pki> {
+/// `extra_names` are further host names of the main leaf (issuers).
+pub(crate) fn generate(extra_names: &[String]) -> anyhow::Result<Pki> {
     let year = current_year();
 
     let ca_key = KeyPair::generate()?;
@@ -68,7 +69,15 @@ pub(crate) fn generate() -> anyhow::Result<Pki> {
     };
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let (chain, key) = leaf(cloud::san_names())?;
+    let mut names = cloud::san_names();
+    names.extend(
+        extra_names
+            .iter()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let (chain, key) = leaf(names)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -129,7 +138,7 @@ mod tests {
 
     #[test]
     fn generates_a_pem_ca_and_alpn_config() {
-        let pki = generate().expect("pki");
+        let pki = generate(&[]).expect("pki");
         assert!(pki.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(pki.server_config.alpn_protocols.len(), 2);
     }

@@ -317,3 +317,109 @@ async fn throttling_and_server_errors_are_injected() {
     let (status, _, _) = send(&shared, &req).await;
     assert_eq!(status, 200);
 }
+
+// === assertion signatures (oidc.rs) ===
+
+fn blog_claims() -> serde_json::Value {
+    let now = crate::ids::now_unix();
+    json!({"iss": ISSUER, "sub": crate::BLOG_SUBJECT, "aud": [crate::BLOG_AUDIENCE],
+        "exp": now + 600, "nbf": now, "iat": now})
+}
+
+async fn exchange(shared: &crate::fake::Shared, assertion: &str) -> (u16, serde_json::Value) {
+    let (status, body, _) = send(
+        shared,
+        &post(LOGIN, &token_path(), assertion_form(assertion)),
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn es256_and_rs256_assertions_signed_by_the_issuer_are_accepted() {
+    let shared = blog();
+    for key in crate::builtin_keys() {
+        let (status, body) = exchange(&shared, &key.sign(&blog_claims())).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_forged_signature_is_refused_with_aadsts50013() {
+    let shared = blog();
+    // Same kid as the issuer's key, another private key.
+    let forger = crate::SigningKey::rsa("fake-rs256");
+    let (status, body) = exchange(&shared, &forger.sign(&blog_claims())).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 50_013);
+    // A valid signature over other claims: the payload was swapped.
+    let good = crate::builtin_keys()[0].sign(&blog_claims());
+    let mut other = blog_claims();
+    other["exp"] = json!(crate::ids::now_unix() + 900);
+    let other = crate::builtin_keys()[0].sign(&other);
+    let parts: Vec<&str> = good.split('.').collect();
+    let swapped = format!(
+        "{}.{}.{}",
+        parts[0],
+        other.split('.').nth(1).unwrap_or(""),
+        parts[2]
+    );
+    let (status, body) = exchange(&shared, &swapped).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 50_013);
+    let counters = shared.counters().clone();
+    assert_eq!(
+        counters.token_requests_with(grant::CLIENT_ASSERTION, "AADSTS50013"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_key_the_issuer_does_not_publish_is_refused_with_aadsts7000272() {
+    let shared = blog();
+    let stranger = crate::SigningKey::ec("not-published");
+    let (status, body) = exchange(&shared, &stranger.sign(&blog_claims())).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 7_000_272);
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("not-published") && description.contains(ISSUER),
+        "{description}"
+    );
+    // Published (rotation): accepted from then on; the old keys retired.
+    shared
+        .issuers()
+        .set_jwks(ISSUER, json!({"keys": [stranger.jwk()]}));
+    let (status, body) = exchange(&shared, &stranger.sign(&blog_claims())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = exchange(&shared, &blog_assertion()).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 7_000_272);
+}
+
+#[tokio::test]
+async fn the_issuer_serves_its_discovery_document_and_jwks() {
+    let shared = blog();
+    shared.issuers().know(ISSUER);
+    let host = "oidc.unit.test";
+    let (status, doc, _) = send(
+        &shared,
+        &get(host, "/cluster/.well-known/openid-configuration", "", None),
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["issuer"], ISSUER);
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("https://{host}/cluster/openid/v1/jwks")
+    );
+    let (status, jwks, _) = send(&shared, &get(host, "/cluster/openid/v1/jwks", "", None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(jwks, crate::builtin_jwks());
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+    shared.issuers().set_reachable(ISSUER, false);
+    let (status, _, _) = send(&shared, &get(host, "/cluster/openid/v1/jwks", "", None)).await;
+    assert_eq!(status, 503);
+    let (status, _, _) = send(&shared, &get(host, "/elsewhere", "", None)).await;
+    assert_eq!(status, 404);
+}
