@@ -310,9 +310,8 @@ fn is_live(path: &Path) -> bool {
 /// Removes the socket at shutdown if `path` still names the socket we
 /// bound; a missing file, or another one, is left alone.
 pub fn cleanup(path: &Path, id: SocketId) {
-    let ours = fs::symlink_metadata(path).is_ok_and(|meta| {
-        meta.file_type().is_socket() && SocketId::of(&meta) == id
-    });
+    let ours = fs::symlink_metadata(path)
+        .is_ok_and(|meta| meta.file_type().is_socket() && SocketId::of(&meta) == id);
     if !ours {
         tracing::warn!(
             path = %path.display(),
