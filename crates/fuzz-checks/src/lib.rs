@@ -296,7 +296,14 @@ fn check_params(parsed: &MountParams) {
         assert_eq!(validate_file_name(object.file_name()), Ok(()));
         assert!(!object.name.is_empty());
         assert!(object.version_history <= MAX_VERSION_HISTORY);
-        assert!(files.insert(object.file_name().to_owned()), "unique files");
+        files.insert(object.file_name().to_owned());
+    }
+    // The same file twice is accepted (as upstream); a file where another
+    // object needs a directory is not.
+    for file in &files {
+        for (end, _) in file.match_indices('/') {
+            assert!(!files.contains(&file[..end]), "file/directory clash");
+        }
     }
     // `Debug` of the parsed request (logged nowhere, but it must not panic).
     let _ = format!("{parsed:?}");
