@@ -254,6 +254,7 @@ impl State {
 
     fn may_refresh(&self, now: Instant) -> bool {
         let recent = |at: Option<Instant>| at.is_some_and(|at| now < at + REFRESH_INTERVAL);
-        !recent(self.kid_refresh) && !(self.keys.is_none() && recent(self.fetched))
+        let failed_lately = self.keys.is_none() && recent(self.fetched);
+        !(recent(self.kid_refresh) || failed_lately)
     }
 }
