@@ -485,6 +485,8 @@ mod tests {
         let path = dir.path().join("azure.sock");
         let (first, id) = bind_unix(&path).unwrap();
         drop(first);
+        // A link keeps our inode allocated, so the successor's differs.
+        fs::hard_link(&path, dir.path().join("ours")).unwrap();
         // A successor replaced the stale socket: ours is gone.
         let (_second, second_id) = bind_unix(&path).unwrap();
         assert_ne!(id, second_id);
@@ -500,6 +502,7 @@ mod tests {
         cleanup(&path, second_id);
         assert!(fs::symlink_metadata(&path).is_ok());
         fs::remove_file(&path).unwrap();
+        fs::remove_file(dir.path().join("ours")).unwrap();
         let (_third, third_id) = bind_unix(&path).unwrap();
         cleanup(&path, third_id);
         assert!(!path.exists(), "our own socket is removed");
