@@ -152,28 +152,6 @@ pub enum Service {
 // === impl Service ===
 
 impl Service {
-    /// Classifies `scheme://host/path` (no query) by its path, which is
-    /// fixed by each service's API: IMDS `/metadata/…`, Entra ID
-    /// `…/oauth2/…`, Key Vault `/secrets|keys|certificates/…`.
-    pub fn of(endpoint: &str) -> Self {
-        let after_scheme = endpoint
-            .split_once("://")
-            .map_or(endpoint, |(_, rest)| rest);
-        let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
-        if path.starts_with("/metadata/") {
-            Self::Imds
-        } else if path.contains("/oauth2/") {
-            Self::Aad
-        } else if ["/secrets/", "/keys/", "/certificates/"]
-            .iter()
-            .any(|p| path.starts_with(p))
-        {
-            Self::KeyVault
-        } else {
-            Self::Other
-        }
-    }
-
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -226,24 +204,6 @@ mod tests {
         assert_eq!(object_name("../etc"), "invalid");
         assert_eq!(object_name(&"a".repeat(128)), "invalid");
         assert_eq!(object_name(""), "invalid");
-    }
-
-    #[test]
-    fn services_by_path() {
-        assert_eq!(
-            Service::of("https://kv.vault.azure.net/secrets/a/"),
-            Service::KeyVault
-        );
-        assert_eq!(
-            Service::of("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
-            Service::Aad
-        );
-        assert_eq!(
-            Service::of("http://169.254.169.254/metadata/identity/oauth2/token"),
-            Service::Imds
-        );
-        assert_eq!(Service::of("https://example.test/"), Service::Other);
-        assert_eq!(Service::of("not a url"), Service::Other);
     }
 
     #[test]
