@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fake_azure::{Seed, Target};
 
-use crate::support::driver::{self, Pod, SecretProviderClass};
+use crate::support::driver::{Pod, SecretProviderClass};
 use crate::support::harness::{BLOG_SPC, Harness, ISSUER, http_get, run_binary};
 
 /// `deployment/provider-azure-installer.yaml` (v1.8.2) container args, less
@@ -200,18 +200,8 @@ async fn readyz_turns_503_when_shutdown_begins() {
     harness
         .fake
         .set_latency(Target::KeyVault, Duration::from_millis(1500));
-    let spc = blog_spc();
-    let pod = Pod::blog();
-    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
-    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
-    let mut client = driver::connect(&harness.socket).await.unwrap();
-    let in_flight = tokio::spawn(async move { client.mount(request).await });
-    for _ in 0..100 {
-        if harness.fake.counters().tokens_issued() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Returns once the provider is inside Key Vault's latency window.
+    let in_flight = harness.blog_mount_in_flight().await;
     harness.send_sigterm();
     let mut readyz = (0, String::new());
     for _ in 0..50 {

@@ -161,19 +161,8 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
         fake_azure::Target::KeyVault,
         std::time::Duration::from_millis(800),
     );
-    let spc = driver::spc_from_yaml(crate::support::harness::BLOG_SPC).unwrap();
-    let pod = driver::Pod::blog();
-    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
-    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
-    let mut client = driver::connect(&harness.socket).await.unwrap();
-    let in_flight = tokio::spawn(async move { client.mount(request).await });
-    // Wait until the provider is inside Key Vault's latency window.
-    for _ in 0..100 {
-        if harness.fake.counters().tokens_issued() > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Returns once the provider is inside Key Vault's latency window.
+    let in_flight = harness.blog_mount_in_flight().await;
     assert!(
         harness.fake.counters().tokens_issued() > 0,
         "the mount started"
@@ -289,18 +278,8 @@ async fn sigterm_cancels_a_hung_mount_after_the_drain_time() {
         fake_azure::Target::KeyVault,
         std::time::Duration::from_secs(300),
     );
-    let spc = driver::spc_from_yaml(crate::support::harness::BLOG_SPC).unwrap();
-    let pod = driver::Pod::blog();
-    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
-    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
-    let mut client = driver::connect(&harness.socket).await.unwrap();
-    let in_flight = tokio::spawn(async move { client.mount(request).await });
-    for _ in 0..100 {
-        if harness.fake.counters().tokens_issued() > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Returns once the provider is inside Key Vault's latency window.
+    let in_flight = harness.blog_mount_in_flight().await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     let status = harness.terminate().await;

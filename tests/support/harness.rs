@@ -209,6 +209,27 @@ impl Harness {
         client.mount(request).await.map(|r| r.into_inner())
     }
 
+    /// Starts the blog walkthrough's mount on a connection of its own and
+    /// returns once the provider has obtained its token (the mount then
+    /// waits on Key Vault, whose latency the caller set).
+    pub async fn blog_mount_in_flight(
+        &self,
+    ) -> tokio::task::JoinHandle<Result<tonic::Response<MountResponse>, tonic::Status>> {
+        let spc = driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses");
+        let pod = Pod::blog();
+        let tokens = [self.token(&pod.namespace, &pod.service_account)];
+        let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
+        let mut client = driver::connect(&self.socket).await.expect("connect");
+        let in_flight = tokio::spawn(async move { client.mount(request).await });
+        for _ in 0..100 {
+            if self.fake.counters().tokens_issued() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        in_flight
+    }
+
     /// The blog SPC with its `objects` replaced.
     pub fn blog_spc_with_objects(objects_yaml: &str) -> SecretProviderClass {
         let mut spc = super::driver::spc_from_yaml(BLOG_SPC).expect("blog SPC parses");
