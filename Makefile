@@ -40,10 +40,10 @@ E2E_GO_PARTS = kube-apiserver kubectl etcd secrets-store-csi-driver-v1.6.1 secre
 # The blog walkthrough with a real kube-apiserver and the real Secrets Store
 # CSI Driver v1.6.1 and v1.5.6 (no containers), plus the fast contract check
 # with the driver's own client packages; see scripts/e2e-local.sh.
-e2e-local:
+# The Rust binaries come from the same build as `make build`/`make test` (a
+# narrower cargo build would unify features differently and rebuild).
+e2e-local: build
 	scripts/go-tools.sh $(E2E_GO_PARTS)
-	$(CARGO) build $(CARGO_FLAGS) --bin akv-csi-provider
-	$(CARGO) build $(CARGO_FLAGS) -p fake-azure --bin fake-azure
 	scripts/e2e-local.sh
 
 # The blog walkthrough on the bundled Azure fake; files land in ./demo.
