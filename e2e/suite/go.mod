@@ -5,6 +5,8 @@
 // compiles against that driver version's packages. It requires the driver
 // at the oldest version we test, and every other module at exactly that
 // version's choice, so it never moves a driver module's dependencies.
+// It is built only as part of a driver module (no go.sum of its own): vet
+// or test it from e2e/tools/driver-v*, e.g. `go vet -trimpath .` there.
 module akv-csi-provider/e2e/suite
 
 go 1.24
