@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: all build release test demo bench lint fmt clippy clean image image-load e2e-kind fuzz soak
+.PHONY: all build release test demo bench lint fmt clippy clean image image-load e2e-kind e2e-local fuzz soak
 
 # Container images (`make image`; needs Docker with buildx).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -31,6 +31,20 @@ test:
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-run
 	scripts/netns-run $(CARGO) test $(CARGO_FLAGS) --offline --workspace
+	$(MAKE) e2e-local
+
+# The parts the real-parts e2e runs, built from the Go modules pinned under
+# e2e/tools (cached in Go's build and module caches between runs).
+E2E_GO_PARTS = kube-apiserver kubectl etcd secrets-store-csi-driver-v1.6.1 secrets-store-csi-driver-v1.5.6
+
+# The blog walkthrough with a real kube-apiserver and the real Secrets Store
+# CSI Driver v1.6.1 and v1.5.6 (no containers), plus the fast contract check
+# with the driver's own client packages; see scripts/e2e-local.sh.
+# The Rust binaries come from the same build as `make build`/`make test` (a
+# narrower cargo build would unify features differently and rebuild).
+e2e-local: build
+	scripts/go-tools.sh $(E2E_GO_PARTS)
+	scripts/e2e-local.sh
 
 # The blog walkthrough on the bundled Azure fake; files land in ./demo.
 demo:

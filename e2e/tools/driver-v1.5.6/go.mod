@@ -80,3 +80,7 @@ require (
 )
 
 replace monis.app/mlog => ../mlog
+
+require akv-csi-provider/e2e/suite v0.0.0
+
+replace akv-csi-provider/e2e/suite => ../../suite
