@@ -217,9 +217,17 @@ fn missing(name: &str) -> AadError {
     )
 }
 
-/// `https://vault.azure.net/.default` → `https://vault.azure.net`.
+/// OpenID Connect scopes Entra ID accepts beside a resource's `/.default`
+/// and ignores in a client-credentials grant: MSAL (Go, .NET, Python) adds
+/// them to every token request.
+const RESERVED_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+/// `https://vault.azure.net/.default` → `https://vault.azure.net` (also with
+/// MSAL's `openid offline_access profile` beside it).
 pub(crate) fn resource_of(scope: &str, tenant: &str) -> Result<String, AadError> {
-    let mut scopes = scope.split_whitespace();
+    let mut scopes = scope
+        .split_whitespace()
+        .filter(|s| !RESERVED_SCOPES.contains(s));
     let (Some(only), None) = (scopes.next(), scopes.next()) else {
         return Err(invalid_scope(scope));
     };
