@@ -14,7 +14,7 @@ use fake_azure::{CertificateSeed, KeySeed, SecretSeed};
 
 use crate::support::differential::{self as diff, Case, Ident};
 use crate::support::harness::Harness;
-use crate::support::identities::{self, MI_SYSTEM, MI_USER_1, MI_USER_2, POD_MI};
+use crate::support::identities::{self, IB_CLIENT, MI_SYSTEM, MI_USER_1, MI_USER_2, POD_MI};
 use crate::support::objects::{B64, jwk};
 use crate::support::upstream::{self, NmiForwarder, Upstream};
 
@@ -26,7 +26,13 @@ const PARALLEL: usize = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_case_matches_upstream_or_is_a_listed_difference() {
     let binary = upstream::binary();
-    let ours = Harness::start_with(identities::all_granted(), &[]).await;
+    // Identity binding: our provider reads the service-account CA from
+    // this file on each request; it is written once the fake's CA exists.
+    let sa_ca_dir = tempfile::tempdir().expect("tempdir");
+    let sa_ca = sa_ca_dir.path().join("ca.crt");
+    let sa_ca_flag = format!("--token-proxy-ca-file={}", sa_ca.display());
+    let ours = Harness::start_with(identities::all_granted(), &[&sa_ca_flag]).await;
+    std::fs::write(&sa_ca, ours.fake.ca_pem()).expect("service-account CA");
     let fake = &ours.fake;
     fake.set_vm_identities(Some(MI_SYSTEM), &[MI_USER_1, MI_USER_2])
         .expect("VM identities");
@@ -519,6 +525,38 @@ fn identity_modes() -> Vec<Case> {
             ],
         ),
         ("no-identity", Ident::None, &[("clientID", "")]),
+        (
+            "identity-binding/ok",
+            Ident::IdentityBinding,
+            &[("clientID", IB_CLIENT), ("useAzureTokenProxy", "true")],
+        ),
+        (
+            "identity-binding/no-client-id",
+            Ident::IdentityBinding,
+            &[("clientID", ""), ("useAzureTokenProxy", "true")],
+        ),
+        (
+            "identity-binding/no-binding-token",
+            Ident::Workload,
+            &[("clientID", IB_CLIENT), ("useAzureTokenProxy", "true")],
+        ),
+        (
+            "identity-binding/not-federated",
+            Ident::IdentityBinding,
+            &[
+                ("clientID", fake_azure::BLOG_CLIENT_ID),
+                ("useAzureTokenProxy", "true"),
+            ],
+        ),
+        (
+            "identity-binding/with-pod-identity",
+            Ident::IdentityBinding,
+            &[
+                ("clientID", IB_CLIENT),
+                ("useAzureTokenProxy", "true"),
+                ("usePodIdentity", "true"),
+            ],
+        ),
     ];
     for (name, ident, params) in table {
         let mut case = Case::objects(format!("identity/{name}"), &[blog]);

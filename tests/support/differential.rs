@@ -40,6 +40,9 @@ pub enum Ident {
     Workload,
     /// A nodePublishSecretRef with `clientid` and this `clientsecret`.
     ServicePrincipal(&'static str),
+    /// The pod's tokens for `api://AKSIdentityBinding` and
+    /// `api://AzureADTokenExchange` (identity binding).
+    IdentityBinding,
     /// Neither (the SPC's parameters choose the identity).
     None,
 }
@@ -100,6 +103,7 @@ impl Case {
                 None,
             ),
             Ident::ServicePrincipal(secret) => (Vec::new(), Some(identities::sp_secrets(secret))),
+            Ident::IdentityBinding => (identities::ib_tokens(), None),
             Ident::None => (Vec::new(), None),
         };
         let mut request = driver::request(&spc, &pod, &tokens, secrets.as_ref());

@@ -55,7 +55,11 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts `binary` on `<dir>/upstream.sock` against `fake`, trusting
-    /// the CA file `ca`; returns once it answers `Version`.
+    /// the CA file `ca`, with the fake's AKS token proxy for identity
+    /// binding (`--token-proxy-url`, `--sni-name`: upstream reads the
+    /// service-account CA only from its fixed path, which does not exist
+    /// here, so it trusts `SSL_CERT_FILE`); returns once it answers
+    /// `Version`.
     pub async fn start(binary: &Path, fake: &FakeAzure, ca: &Path, dir: &Path) -> Self {
         let socket = dir.join("upstream.sock");
         let log = dir.join("upstream.log");
@@ -65,6 +69,8 @@ impl Upstream {
             .arg(format!("--endpoint=unix://{}", socket.display()))
             .arg(format!("--healthz-port={}", free_port()))
             .arg(format!("--prometheus-port={}", free_port()))
+            .arg(format!("--token-proxy-url={}", fake.token_proxy_url()))
+            .arg(format!("--sni-name={}", fake.token_proxy_server_name()))
             .arg("-v=2")
             .env_clear()
             .env("HTTPS_PROXY", fake.proxy_url())

@@ -452,6 +452,19 @@ fn fault_error(fault: Injected) -> AadError {
     }
 }
 
+/// The tenant's OpenID metadata asked through the AKS token proxy: as Entra
+/// ID answers it for the login host the request names (its `Host`), the
+/// public cloud's when that is not a login host.
+pub(crate) fn metadata_through_proxy(shared: &Shared, tenant: &str, req: &Req) -> Resp {
+    shared.counters().metadata_requests += 1;
+    let cloud = match cloud::route(&cloud::normalize_host(&req.host)) {
+        cloud::Route::Aad(cloud) => cloud,
+        _ => &cloud::CLOUDS[0],
+    };
+    let result = openid_configuration(shared, cloud, tenant, req);
+    finish(shared, req, result)
+}
+
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
 fn openid_configuration(
     shared: &Shared,

@@ -174,6 +174,12 @@ async fn token_proxy(shared: &Shared, req: &Req) -> Resp {
     let (segs, _) = req.segments();
     let tenant = match segs.as_slice() {
         [.., tenant, "oauth2", "v2.0", "token"] => tenant.to_ascii_lowercase(),
+        // MSAL reads the tenant's metadata before the grant, through the
+        // same proxy (azidentity rewrites every request of the credential
+        // to it, keeping Entra ID's Host), which passes it to Entra ID.
+        [.., tenant, "v2.0", ".well-known", "openid-configuration"] => {
+            return aad::metadata_through_proxy(shared, &tenant.to_ascii_lowercase(), req);
+        }
         _ => {
             return wire::json(
                 404,
