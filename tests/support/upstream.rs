@@ -65,12 +65,16 @@ impl Upstream {
         let log = dir.join("upstream.log");
         let out = std::fs::File::create(&log).expect("upstream log file");
         let err = out.try_clone().expect("upstream log file");
+        let mut identity_binding = Vec::new();
+        if has_flag(binary, "token-proxy-url").await {
+            identity_binding.push(format!("--token-proxy-url={}", fake.token_proxy_url()));
+            identity_binding.push(format!("--sni-name={}", fake.token_proxy_server_name()));
+        }
         let child = Command::new(binary)
             .arg(format!("--endpoint=unix://{}", socket.display()))
             .arg(format!("--healthz-port={}", free_port()))
             .arg(format!("--prometheus-port={}", free_port()))
-            .arg(format!("--token-proxy-url={}", fake.token_proxy_url()))
-            .arg(format!("--sni-name={}", fake.token_proxy_server_name()))
+            .args(identity_binding)
             .arg("-v=2")
             .env_clear()
             .env("HTTPS_PROXY", fake.proxy_url())
@@ -128,6 +132,20 @@ impl Upstream {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// Whether the binary knows `--<name>` (v1.5 has no identity-binding
+/// flags), from the usage Go's flag package prints for `--help`.
+async fn has_flag(binary: &Path, name: &str) -> bool {
+    let output = Command::new(binary)
+        .arg("--help")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} --help: {e}", binary.display()));
+    let usage = [output.stdout, output.stderr].concat();
+    String::from_utf8_lossy(&usage).contains(&format!("-{name} "))
 }
 
 /// A free loopback port (bound, then released) for upstream's health and
