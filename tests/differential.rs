@@ -457,11 +457,14 @@ fn certificates_and_keys() -> Vec<Case> {
     cases
 }
 
+/// SecretProviderClass parameters a case changes (`""` removes one).
+type Params = &'static [(&'static str, &'static str)];
+
 /// Every identity mode the fake plays, with a success and a failure each.
 fn identity_modes() -> Vec<Case> {
     let blog = "objectName: MySecretPassword\nobjectType: secret";
     let mut cases = Vec::new();
-    let table: &[(&str, Ident, &[(&str, &str)])] = &[
+    let table: &[(&str, Ident, Params)] = &[
         ("workload/ok", Ident::Workload, &[]),
         (
             "workload/unknown-client",
@@ -614,7 +617,7 @@ fn clouds(stack_env: &str) -> Vec<Case> {
 fn validation_errors() -> Vec<Case> {
     let blog = "objectName: MySecretPassword\nobjectType: secret";
     let mut cases = Vec::new();
-    let params: &[(&str, &[(&str, &str)])] = &[
+    let params: &[(&str, Params)] = &[
         ("no-keyvault-name", &[("keyvaultName", "")]),
         ("no-tenant", &[("tenantId", "")]),
         (
