@@ -22,14 +22,16 @@ release:
 	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider
 	$(CARGO) build $(CARGO_FLAGS) --release -p fake-azure --bin fake-azure
 
-# Fetch and build with the network, then run every test inside a
-# loopback-only network namespace (scripts/netns-run).
+# Fetch and build with the network (our crates, upstream's provider for the
+# differential test), then run every test inside a loopback-only network
+# namespace (scripts/netns-run).
 test:
 	$(CARGO) fmt --all -- --check
 	scripts/check-layers.sh
 	scripts/check-deploy.sh
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-run
+	scripts/go-tools.sh azure-provider-v1.8.2
 	scripts/netns-run $(CARGO) test $(CARGO_FLAGS) --offline --workspace
 	$(MAKE) e2e-local
 

@@ -20,3 +20,8 @@ pub mod identities;
 pub mod pods;
 // A provider under faults and the success-or-named-endpoint check.
 pub mod chaos;
+// Upstream's real provider (built from its Go module) on a socket of its
+// own, against the same fake.
+pub mod upstream;
+// The differential test's cases, comparison and differences table.
+pub mod differential;

@@ -43,5 +43,7 @@ mod socket;
 mod extensions;
 // `akv-csi-provider mount`: the SecretProviderClass dry run.
 mod dryrun;
+// The same Mount requests to upstream's real provider and ours, compared.
+mod differential;
 // The kind e2e's seed and manifests (deploy/), mounted here without a cluster.
 mod deploy;

@@ -391,7 +391,14 @@ fn encode(
     }
 }
 
+/// `hex.DecodeString` as upstream calls it: the first invalid character is
+/// reported before an odd length (Go checks the pairs, then the odd last
+/// character, then the length). The text names the offset, not the byte
+/// Go quotes, so no character of a secret reaches an error.
 fn decode_hex(raw: &[u8]) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    if let Some(offset) = raw.iter().position(|b| !b.is_ascii_hexdigit()) {
+        return Err(RenderError::Hex { offset });
+    }
     let mut out = Zeroizing::new(vec![0u8; raw.len() / 2]);
     hex::decode_to_slice(raw, &mut out).map_err(|e| match e {
         hex::FromHexError::InvalidHexCharacter { index, .. } => RenderError::Hex { offset: index },

@@ -25,7 +25,7 @@
 # All PFX passwords are empty.
 set -euo pipefail
 cd "$(dirname "$0")"
-rm -rf rsa ec noaki p521 jwk ./*.pfx
+rm -rf rsa ec noaki p521 jwk orders ./*.pfx
 mkdir -p rsa ec noaki p521 jwk
 DAYS=36500
 export OPENSSL_CONF=/dev/null
@@ -109,6 +109,16 @@ python3 kv_style_pfx.py rsa/key.pem rsa/leaf.pem rsa/root.pem rsa/int.pem >rsa-k
 # OpenSSL reads it (it tries the zero-length password first).
 kv_pem=$(openssl pkcs12 -in rsa-kv.pfx -passin pass: -nodes -legacy 2>/dev/null)
 case "$kv_pem" in *"BEGIN PRIVATE KEY"*) ;; *) echo "rsa-kv.pfx: unreadable" >&2; exit 1 ;; esac
+
+# Key Vault-style PFX files with the chain in every order (the differential
+# test, tests/differential.rs): orders/<chain>-<first>-<second>-<third>.pfx.
+mkdir -p orders
+for c in rsa ec noaki; do
+  for order in "leaf int root" "leaf root int" "int leaf root" "int root leaf" "root leaf int" "root int leaf"; do
+    read -r a b z <<<"$order"
+    python3 kv_style_pfx.py "$c/key.pem" "$c/$a.pem" "$c/$b.pem" "$c/$z.pem" >"orders/$c-$a-$b-$z.pfx"
+  done
+done
 
 # JWKs of standalone keys and their SubjectPublicKeyInfo PEM.
 jwk() { # name genpkey-args...

@@ -217,9 +217,17 @@ fn missing(name: &str) -> AadError {
     )
 }
 
-/// `https://vault.azure.net/.default` → `https://vault.azure.net`.
+/// OpenID Connect scopes Entra ID accepts beside a resource's `/.default`
+/// and ignores in a client-credentials grant: MSAL (Go, .NET, Python) adds
+/// them to every token request.
+const RESERVED_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+
+/// `https://vault.azure.net/.default` → `https://vault.azure.net` (also with
+/// MSAL's `openid offline_access profile` beside it).
 pub(crate) fn resource_of(scope: &str, tenant: &str) -> Result<String, AadError> {
-    let mut scopes = scope.split_whitespace();
+    let mut scopes = scope
+        .split_whitespace()
+        .filter(|s| !RESERVED_SCOPES.contains(s));
     let (Some(only), None) = (scopes.next(), scopes.next()) else {
         return Err(invalid_scope(scope));
     };
@@ -442,6 +450,19 @@ fn fault_error(fault: Injected) -> AadError {
             "A transient error has occurred. Please try again.".to_string(),
         ),
     }
+}
+
+/// The tenant's OpenID metadata asked through the AKS token proxy: as Entra
+/// ID answers it for the login host the request names (its `Host`), the
+/// public cloud's when that is not a login host.
+pub(crate) fn metadata_through_proxy(shared: &Shared, tenant: &str, req: &Req) -> Resp {
+    shared.counters().metadata_requests += 1;
+    let cloud = match cloud::route(&cloud::normalize_host(&req.host)) {
+        cloud::Route::Aad(cloud) => cloud,
+        _ => &cloud::CLOUDS[0],
+    };
+    let result = openid_configuration(shared, cloud, tenant, req);
+    finish(shared, req, result)
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.

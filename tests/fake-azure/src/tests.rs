@@ -509,6 +509,34 @@ async fn token_proxy_routes_by_server_name() {
     assert_eq!(counters.token_hosts.get("token-proxy"), Some(&1));
     assert_eq!(counters.token_proxy_server_names.get(&sni), Some(&1));
     assert_eq!(counters.token_proxy_server_names.get("localhost"), Some(&1));
+
+    // Issue 18: MSAL (upstream's azidentity) reads the tenant's OpenID
+    // metadata through the proxy first, with Entra ID's Host; the proxy
+    // passes it on, and an unknown tenant is Entra ID's AADSTS90002.
+    let metadata = client
+        .get(format!(
+            "https://{sni}:{port}/{BLOG_TENANT_ID}/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .expect("metadata through the token proxy");
+    let (status, body) = json(metadata).await;
+    assert_eq!(status, 200, "{body}");
+    let token_endpoint = body["token_endpoint"].as_str().unwrap_or_default();
+    assert!(
+        token_endpoint.ends_with(&format!("/{BLOG_TENANT_ID}/oauth2/v2.0/token")),
+        "{body}"
+    );
+    let unknown = client
+        .get(format!(
+            "https://{sni}:{port}/00000000-0000-4000-8000-0000000000aa/v2.0/.well-known/openid-configuration"
+        ))
+        .send()
+        .await
+        .expect("metadata of an unknown tenant");
+    let (status, body) = json(unknown).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error_codes"][0], 90002, "{body}");
     fake.shutdown().await;
 }
 

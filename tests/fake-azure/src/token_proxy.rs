@@ -6,6 +6,8 @@
 //!   lowercase): the token proxy. `POST …/{tenant}/oauth2/v2.0/token` is
 //!   Entra ID's client-credentials grant with a client assertion; the app's
 //!   federated credential must name the audience `api://AKSIdentityBinding`.
+//!   `GET …/{tenant}/v2.0/.well-known/openid-configuration` is passed on to
+//!   Entra ID (MSAL reads it first, through the proxy).
 //! * Any other name, or none: the API server, whose certificate carries the
 //!   SAN `hcp-kubernetes.<cluster id>.svc.cluster.local` the provider reads
 //!   to compute the SNI. It answers every request `401 Unauthorized`.
@@ -174,6 +176,12 @@ async fn token_proxy(shared: &Shared, req: &Req) -> Resp {
     let (segs, _) = req.segments();
     let tenant = match segs.as_slice() {
         [.., tenant, "oauth2", "v2.0", "token"] => tenant.to_ascii_lowercase(),
+        // MSAL reads the tenant's metadata before the grant, through the
+        // same proxy (azidentity rewrites every request of the credential
+        // to it, keeping Entra ID's Host), which passes it to Entra ID.
+        [.., tenant, "v2.0", ".well-known", "openid-configuration"] => {
+            return aad::metadata_through_proxy(shared, &tenant.to_ascii_lowercase(), req);
+        }
         _ => {
             return wire::json(
                 404,

@@ -133,6 +133,16 @@ fn bad_encodings_name_the_offset_not_the_value() {
         one(&o, secret("686")).unwrap_err(),
         RenderError::HexOddLength
     );
+    // Issue 18 (found by the differential test): like Go's hex.Decode, an
+    // invalid character is reported before an odd length, wherever it is.
+    for (value, want) in [
+        ("-----BEGIN CERT", RenderError::Hex { offset: 0 }),
+        ("68656Z6", RenderError::Hex { offset: 5 }),
+        ("68g", RenderError::Hex { offset: 2 }),
+        ("68656", RenderError::HexOddLength),
+    ] {
+        assert_eq!(one(&o, secret(value)).unwrap_err(), want, "{value}");
+    }
 }
 
 #[test]

@@ -423,3 +423,21 @@ async fn the_issuer_serves_its_discovery_document_and_jwks() {
     let (status, _, _) = send(&shared, &get(host, "/elsewhere", "", None)).await;
     assert_eq!(status, 404);
 }
+
+/// Issue 18: MSAL (upstream's Go SDK) sends `<resource>/.default openid
+/// offline_access profile` in a client-credentials grant; Entra ID issues
+/// the resource's token and ignores the OpenID scopes. A second resource
+/// is still refused.
+#[test]
+fn msal_reserved_scopes_beside_the_resource_are_ignored() {
+    let msal = format!("{SCOPE} openid offline_access profile");
+    assert_eq!(
+        super::resource_of(&msal, BLOG_TENANT_ID).expect("accepted"),
+        "https://vault.azure.net"
+    );
+    let two = format!("{SCOPE} https://vault.azure.cn/.default");
+    let error = super::resource_of(&two, BLOG_TENANT_ID).expect_err("two resources");
+    assert_eq!(error.code, 1_002_012);
+    let only_oidc = super::resource_of("openid profile", BLOG_TENANT_ID).expect_err("no resource");
+    assert_eq!(only_oidc.code, 1_002_012);
+}
