@@ -217,9 +217,18 @@ fn missing(name: &str) -> AadError {
     )
 }
 
-/// `https://vault.azure.net/.default` → `https://vault.azure.net`.
+/// OpenID Connect scopes MSAL adds to every token request (Go's and .NET's
+/// `openid offline_access profile`); Entra ID accepts them beside a
+/// `/.default` scope in a client-credentials grant and issues the token for
+/// the resource alone.
+const OIDC_SCOPES: [&str; 3] = ["openid", "offline_access", "profile"];
+
+/// `https://vault.azure.net/.default` → `https://vault.azure.net`; the
+/// [`OIDC_SCOPES`] beside it are ignored.
 pub(crate) fn resource_of(scope: &str, tenant: &str) -> Result<String, AadError> {
-    let mut scopes = scope.split_whitespace();
+    let mut scopes = scope
+        .split_whitespace()
+        .filter(|s| !OIDC_SCOPES.contains(s));
     let (Some(only), None) = (scopes.next(), scopes.next()) else {
         return Err(invalid_scope(scope));
     };
