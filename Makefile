@@ -54,10 +54,14 @@ demo:
 	$(CARGO) build $(CARGO_FLAGS) -p fake-azure --bin fake-azure
 	scripts/demo.sh
 
-# Performance scenarios of issue 5 on the bundled fake; writes docs/benchmarks.md.
+# Performance scenarios (issues 5, 15, 18) on the bundled fake, ours next to
+# upstream's real provider (built from its pinned Go module; a failed build
+# stops here with go's reason), inside the loopback-only network namespace;
+# writes docs/benchmarks.md.
 bench:
+	scripts/go-tools.sh azure-provider-v1.8.2
 	$(CARGO) build $(CARGO_FLAGS) --release --bin akv-csi-provider --example bench
-	target/release/examples/bench
+	scripts/netns-run target/release/examples/bench --upstream .tools/go/bin/azure-provider-v1.8.2
 
 # Every fuzz target for FUZZ_SECONDS (default 20) each, from the committed
 # corpus (scripts/fuzz.sh; installs cargo-fuzz when missing).

@@ -612,3 +612,22 @@ async fn control_api_sets_node_and_pod_identities_for_imds_and_nmi() {
     assert_eq!(body["server_name"], fake.token_proxy_server_name());
     fake.shutdown().await;
 }
+
+/// Small writes (the TLS handshake's) leave at once: every listener of the
+/// fake sets `TCP_NODELAY` on what it accepts.
+#[tokio::test]
+async fn accepted_sockets_do_not_wait_for_acks() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (accepted, client) = tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+    let (stream, _) = accepted.expect("accept");
+    let _client = client.expect("connect");
+    assert!(
+        !stream.nodelay().expect("read TCP_NODELAY"),
+        "off by default"
+    );
+    let stream = crate::server::no_delay(stream);
+    assert!(stream.nodelay().expect("read TCP_NODELAY"));
+}

@@ -61,6 +61,42 @@ async fn assertion_grant_issues_a_bearer_token() {
     );
 }
 
+/// MSAL (Go, .NET) adds `openid offline_access profile` to every token
+/// request, client credentials too; Entra ID issues the resource's token.
+#[tokio::test]
+async fn msal_oidc_scopes_beside_default_are_accepted() {
+    let shared = blog();
+    let body = form(&[
+        ("client_assertion", &blog_assertion()),
+        ("client_assertion_type", super::JWT_BEARER),
+        ("client_id", BLOG_CLIENT_ID),
+        ("client_info", "1"),
+        ("grant_type", "client_credentials"),
+        ("scope", &format!("{SCOPE} openid offline_access profile")),
+    ]);
+    let (status, body, _) = send(&shared, &post(LOGIN, &token_path(), body)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    // Two resources are still refused, with or without the OIDC scopes.
+    let two = format!("{SCOPE} https://vault.azure.cn/.default openid");
+    let (status, body, _) = send(
+        &shared,
+        &post(
+            LOGIN,
+            &token_path(),
+            form(&[
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_secret", BLOG_CLIENT_SECRET),
+                ("grant_type", "client_credentials"),
+                ("scope", &two),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_scope", 1_002_012);
+}
+
 #[tokio::test]
 async fn wrong_subject_is_aadsts70021_without_echoing_the_assertion() {
     let shared = blog();
@@ -181,6 +217,18 @@ async fn request_errors_use_their_aadsts_codes() {
                 ("client_id", BLOG_CLIENT_ID),
                 ("client_secret", "x"),
                 ("scope", "https://vault.azure.net"),
+            ]),
+            400,
+            "invalid_scope",
+            1_002_012,
+        ),
+        (
+            token_path(),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", BLOG_CLIENT_ID),
+                ("client_secret", "x"),
+                ("scope", "openid offline_access profile"),
             ]),
             400,
             "invalid_scope",
