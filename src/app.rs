@@ -70,16 +70,6 @@ pub fn provider(config: &Config, metrics: &Metrics) -> Result<Provider, AppError
     Ok(Provider::new(mounter, config.parse.clone()))
 }
 
-/// Seeds the TLS library's random generator at start-up, off the mount
-/// path. aws-lc (rustls's crypto provider) seeds it from CPU jitter entropy
-/// the first time a process asks for random bytes: some 50 ms of CPU, which
-/// otherwise lands on the first mount's first TLS handshake (the P1 cold row
-/// of docs/benchmarks.md). The byte is thrown away.
-fn seed_tls_random() {
-    let mut byte = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut byte);
-}
-
 /// Serves the provider socket and the admin endpoints until `shutdown`
 /// completes, then drains in-flight mounts.
 pub async fn run(
@@ -95,7 +85,6 @@ pub async fn run(
     let metrics = Metrics::register(&mut registry);
     let drain = Drain::new();
     let service = CsiDriverProviderServer::new(provider(&config, &metrics)?.with_drain(&drain));
-    tokio::task::spawn_blocking(seed_tls_random);
     let health = Health::serving().await;
     let server = limits(Server::builder())
         .layer(GrpcMetricsLayer::new(metrics))
