@@ -202,7 +202,7 @@ impl Provider {
 /// An error or outcome as one short table cell.
 fn cell(text: &str) -> String {
     let one_line = text.replace(['\n', '|'], " ");
-    match one_line.char_indices().nth(110) {
+    match one_line.char_indices().nth(200) {
         Some((at, _)) => format!("{}…", &one_line[..at]),
         None => one_line,
     }
