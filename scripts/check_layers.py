@@ -28,7 +28,7 @@ from pathlib import Path
 # Highest first. A module may use its own layer and the ones below it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("edge", {"main", "app", "cli", "config", "dryrun", "admin", "server", "socket",
-              "authority", "trace", "health"}),
+              "authority", "trace", "health", "connection", "unfinished"}),
     ("orchestration", {"mount"}),
     ("I/O", {"reads", "auth", "keyvault"}),
     ("transport", {"http", "throttle"}),

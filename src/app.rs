@@ -9,8 +9,12 @@
 //! listeners close last. SIGHUP is logged and ignored (there is no
 //! configuration to reload).
 //!
-//! The socket's HTTP/2 limits (streams, windows, keep-alive) are set here;
-//! each bound and its reason is in docs/design.md's limits table.
+//! The socket's HTTP/2 limits (streams, windows, keep-alive) are set here,
+//! and its layers: gRPC metrics, requests in flight per connection (for
+//! `connection`'s idle timer) and the node-wide budget of unfinished
+//! request bytes (`unfinished`); each connection is served by
+//! `connection::serve`. Every bound and its reason is in docs/design.md's
+//! limits table.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,9 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use prometheus_client::registry::Registry;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
@@ -30,6 +35,7 @@ use crate::admin::{self, AdminState, Probe, Readiness};
 use crate::auth::Authenticator;
 use crate::authority::AuthorityRewrite;
 use crate::config::Config;
+use crate::connection::{self, ActivityLayer, ConnectionLimits, ServeOne};
 use crate::health::Health;
 use crate::http::{BuildError, Http};
 use crate::keyvault::KeyVault;
@@ -39,6 +45,7 @@ use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::reads::Reads;
 use crate::server::{Drain, Provider};
 use crate::socket::{self, Endpoint, SocketError};
+use crate::unfinished::{self, Unfinished, UnfinishedLayer};
 
 /// Why the app stopped with an error.
 #[derive(Debug, Error)]
@@ -53,8 +60,6 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Admin(#[from] admin::BindError),
 }
@@ -88,6 +93,8 @@ pub async fn run(
     let health = Health::serving().await;
     let server = limits(Server::builder())
         .layer(GrpcMetricsLayer::new(metrics))
+        .layer(ActivityLayer)
+        .layer(UnfinishedLayer::new(Unfinished::new(unfinished::BUDGET)))
         .add_service(service)
         .add_service(health.service());
     // Admin first: a failure there leaves no socket file behind.
@@ -115,17 +122,27 @@ pub async fn run(
         let _ = stopping.send(());
     };
     readiness.set_ready();
-    let serve = serve_grpc(server, listener, &config.endpoint, shutdown, &accept);
-    let served = bounded_drain(serve, stopped, config.serve.drain_timeout, &drain).await;
+    let connections = ConnectionLimits {
+        idle_timeout: config.serve.connection_idle_timeout,
+    };
+    let serve = serve_grpc(
+        server,
+        listener,
+        &config.endpoint,
+        shutdown,
+        &accept,
+        connections,
+    );
+    bounded_drain(serve, stopped, config.serve.drain_timeout, &drain).await;
     let _ = stop_admin.send(());
     // A client holding an admin connection open must not block the exit.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), admin_task).await;
-    served?;
     tracing::info!("stopped");
     Ok(())
 }
 
-type GrpcRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
+type GrpcRouter =
+    Router<Stack<UnfinishedLayer, Stack<ActivityLayer, Stack<GrpcMetricsLayer, Identity>>>>;
 
 /// After the drain time, how long cancelled mounts have to send their
 /// error before the process exits anyway.
@@ -135,30 +152,32 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// `drain_timeout` (then cancels the mounts left and waits
 /// [`CANCEL_GRACE`] for their answers).
 async fn bounded_drain(
-    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+    serve: impl Future<Output = ()>,
     stopping: tokio::sync::oneshot::Receiver<()>,
     drain_timeout: Duration,
     drain: &Drain,
-) -> Result<(), tonic::transport::Error> {
+) {
     tokio::pin!(serve);
     tokio::select! {
-        served = &mut serve => return served,
+        () = &mut serve => return,
         Ok(()) = stopping => {}
     }
-    if let Ok(served) = tokio::time::timeout(drain_timeout, &mut serve).await {
-        return served;
+    if tokio::time::timeout(drain_timeout, &mut serve)
+        .await
+        .is_ok()
+    {
+        return;
     }
     tracing::warn!(
         drain_timeout_ms = drain_timeout.as_millis() as u64,
         "drain time is over: cancelling the mounts still running"
     );
     drain.cancel_mounts();
-    match tokio::time::timeout(CANCEL_GRACE, &mut serve).await {
-        Ok(served) => served,
-        Err(_) => {
-            tracing::warn!("connections still open after cancelling; exiting anyway");
-            Ok(())
-        }
+    if tokio::time::timeout(CANCEL_GRACE, &mut serve)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after cancelling; exiting anyway");
     }
 }
 
@@ -190,27 +209,42 @@ async fn serve_grpc(
     endpoint: &Endpoint,
     shutdown: impl Future<Output = ()>,
     accept: &socket::AcceptHealth,
-) -> Result<(), tonic::transport::Error> {
+    limits: ConnectionLimits,
+) {
     match listener {
         GrpcListener::Unix { listener, path, id } => {
             let accept = accept.clone();
             tracing::info!(%endpoint, "serving the provider");
             // Old drivers send the socket path as :authority; see authority.rs.
             let incoming = socket::incoming(listener, accept).map_ok(AuthorityRewrite::new);
-            let served = server
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
+            connection::serve(serve_one(server), incoming, shutdown, limits).await;
             socket::cleanup(&path, id);
-            served
         }
         GrpcListener::Tcp(listener) => {
             tracing::info!(%endpoint, "serving the provider (tcp, for debugging only)");
             let incoming = TcpListenerStream::new(listener);
-            server
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+            connection::serve(serve_one(server), incoming, shutdown, limits).await;
         }
     }
+}
+
+/// Serves one connection with tonic until it closes, or until `close` and
+/// then its graceful close (GOAWAY, in-flight requests answered).
+fn serve_one<IO>(server: GrpcRouter) -> ServeOne<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Arc::new(move |io, close| {
+        let server = server.clone();
+        Box::pin(async move {
+            // A stream that never ends: only `close` stops this server.
+            let incoming = futures_util::stream::iter([Ok::<_, std::io::Error>(io)])
+                .chain(futures_util::stream::pending());
+            if let Err(error) = server.serve_with_incoming_shutdown(incoming, close).await {
+                tracing::debug!(%error, "serving a connection failed");
+            }
+        })
+    })
 }
 
 /// The bound gRPC listener.

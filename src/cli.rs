@@ -141,6 +141,12 @@ pub struct Args {
     #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub drain_timeout: Duration,
 
+    /// Close a connection on the socket after this long without a request
+    /// in flight (gracefully: the driver dials again for its next call);
+    /// 0s: never.
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
+    pub connection_idle_timeout: Duration,
+
     /// Print the version as JSON and exit.
     #[arg(long, action = ArgAction::SetTrue)]
     pub version: bool,

@@ -44,6 +44,8 @@ pub struct Config {
 pub struct ServeConfig {
     /// `--drain-timeout`: in-flight mounts' time after SIGTERM.
     pub drain_timeout: std::time::Duration,
+    /// `--connection-idle-timeout`: `None` for `0s` (never).
+    pub connection_idle_timeout: Option<std::time::Duration>,
 }
 
 /// Why the configuration is unusable.
@@ -155,6 +157,8 @@ impl Config {
             admin: admin(args)?,
             serve: ServeConfig {
                 drain_timeout: args.drain_timeout,
+                connection_idle_timeout: Some(args.connection_idle_timeout)
+                    .filter(|timeout| !timeout.is_zero()),
             },
         })
     }

@@ -177,3 +177,53 @@ async fn yaml_bombs_keep_peak_memory_under_the_target() {
     eprintln!("provider peak RSS after the bombs: {} KiB", peak / 1024);
     assert!(peak < 48 * MIB as u64, "peak RSS {} KiB", peak / 1024);
 }
+
+/// 64 streams on 4 connections, each holding an unfinished 3.9 MiB
+/// message (before: +250 MiB of peak RSS, every message buffered whole):
+/// messages past the node-wide budget of unfinished request bytes are
+/// refused at once with RESOURCE_EXHAUSTED, a mount still goes through
+/// meanwhile, the messages held are refused once their receive time is
+/// over, and the provider's peak RSS stays bounded.
+#[tokio::test]
+async fn unfinished_messages_are_bounded_across_connections() {
+    use crate::support::stalled::Stalled;
+    const MIB: usize = 1 << 20;
+    let harness = Harness::start().await;
+    let declared = MIB * 39 / 10;
+    let before = harness.memory("VmHWM");
+    let mut stalled = Stalled::open(&harness.socket, 4, 16, declared, declared - 1)
+        .await
+        .unwrap();
+    let refused = stalled.answered(std::time::Duration::from_secs(3)).await;
+    let exhausted = refused.iter().filter(|code| **code == Some(8)).count();
+    assert_eq!(exhausted, refused.len(), "{refused:?}");
+    let held = stalled.len() - exhausted;
+    assert!(
+        (1..=4).contains(&held),
+        "16 MiB hold at most four 3.9 MiB messages; {held} held"
+    );
+    let spc = crate::support::driver::spc_from_yaml(crate::support::harness::BLOG_SPC).unwrap();
+    let pod = Pod::blog();
+    let response = harness
+        .mount_spc(&spc, &pod)
+        .await
+        .expect("a mount goes through while the budget is taken");
+    assert_eq!(response.files.len(), 1);
+    let peak = harness.memory("VmHWM");
+    eprintln!(
+        "provider peak RSS {} KiB -> {} KiB with {held} messages held",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(
+        peak - before < 48 * MIB as u64,
+        "peak RSS grew by {} KiB",
+        (peak - before) / 1024
+    );
+    let overdue = stalled.answered(std::time::Duration::from_secs(12)).await;
+    assert_eq!(
+        overdue,
+        vec![Some(4); held],
+        "DEADLINE_EXCEEDED for the held ones"
+    );
+}

@@ -380,3 +380,127 @@ async fn accept_failures_back_off_log_and_fail_healthz() {
         "{body}"
     );
 }
+
+/// Reads until the server closes `stream`; fails after `limit`.
+async fn read_until_closed(stream: &mut tokio::net::UnixStream, limit: std::time::Duration) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all)
+        .await
+        .expect("the provider closes the connection");
+}
+
+/// A connection without a request in flight for `--connection-idle-timeout`
+/// is closed gracefully — GOAWAY with NO_ERROR, then the close, so grpc-go
+/// dials again for its next call — and one that never sent the HTTP/2
+/// preface is closed too (before: both were kept forever).
+#[tokio::test]
+async fn idle_and_half_open_connections_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let harness = Harness::start_with(
+        fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER),
+        &["--connection-idle-timeout=1s"],
+    )
+    .await;
+    let mut idle = tokio::net::UnixStream::connect(&harness.socket)
+        .await
+        .unwrap();
+    let mut silent = tokio::net::UnixStream::connect(&harness.socket)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut hello = raw_h2::PREFACE.to_vec();
+    raw_h2::put_frame(&mut hello, raw_h2::SETTINGS, 0, 0, &[]);
+    idle.write_all(&hello).await.unwrap();
+    let frames = raw_h2::frames_until_closed(&mut idle, std::time::Duration::from_secs(10))
+        .await
+        .expect("the idle connection is closed");
+    let goaway = frames
+        .iter()
+        .find(|frame| frame.kind == raw_h2::GOAWAY)
+        .unwrap_or_else(|| panic!("a GOAWAY before the close: {frames:?}"));
+    assert_eq!(goaway.goaway_code(), Some(0), "NO_ERROR: {frames:?}");
+    assert!(
+        goaway.at >= std::time::Duration::from_millis(900)
+            && goaway.at < std::time::Duration::from_secs(4),
+        "GOAWAY after {:?}",
+        goaway.at
+    );
+    read_until_closed(&mut silent, std::time::Duration::from_secs(8)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(7),
+        "the silent connection closed after {:?}",
+        started.elapsed()
+    );
+    let mut client = driver::connect(&harness.socket).await.unwrap();
+    let request = VersionRequest {
+        version: "v1alpha1".into(),
+    };
+    client.version(request).await.expect("still serving");
+}
+
+/// A connection with a mount in flight is never idle: with a 1 s idle
+/// timeout and a 2.5 s Key Vault, the mount is answered on its connection,
+/// and the GOAWAY comes only a full idle time after the answer.
+#[tokio::test]
+async fn a_connection_with_a_mount_in_flight_is_not_idle() {
+    use tokio::io::AsyncWriteExt as _;
+    let harness = Harness::start_with(
+        fake_azure::Seed::blog_walkthrough(crate::support::harness::ISSUER),
+        &["--connection-idle-timeout=1s"],
+    )
+    .await;
+    harness.fake.set_latency(
+        fake_azure::Target::KeyVault,
+        std::time::Duration::from_millis(2500),
+    );
+    let spc = driver::spc_from_yaml(crate::support::harness::BLOG_SPC).unwrap();
+    let pod = driver::Pod::blog();
+    let tokens = [harness.token(&pod.namespace, &pod.service_account)];
+    let request = driver::mount_request(driver::attributes(&spc, &pod, &tokens), None, &pod);
+    let bytes = raw_h2::request_bytes(
+        "localhost",
+        "/v1alpha1.CSIDriverProvider/Mount",
+        &[&request.encode_to_vec()],
+    )
+    .unwrap();
+    let mut stream = tokio::net::UnixStream::connect(&harness.socket)
+        .await
+        .unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let frames = raw_h2::frames_until_closed(&mut stream, std::time::Duration::from_secs(15))
+        .await
+        .expect("closed once idle");
+    let answered = frames
+        .iter()
+        .find(|frame| frame.stream == 1 && frame.flags & raw_h2::END_STREAM != 0)
+        .map(|frame| frame.at)
+        .unwrap_or_else(|| panic!("the mount is answered: {frames:?}"));
+    assert!(
+        frames.iter().any(|frame| frame.stream == 1
+            && frame.kind == raw_h2::DATA
+            && frame.payload.len() > 5),
+        "the mount succeeded (an error has no message): {frames:?}"
+    );
+    let goaway = frames
+        .iter()
+        .find(|frame| frame.kind == raw_h2::GOAWAY)
+        .expect("a GOAWAY");
+    assert!(
+        answered >= std::time::Duration::from_millis(2400),
+        "answered after {answered:?}"
+    );
+    assert!(
+        goaway.at >= answered + std::time::Duration::from_millis(900),
+        "GOAWAY after {:?}, the answer after {answered:?}",
+        goaway.at
+    );
+}

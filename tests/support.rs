@@ -12,6 +12,8 @@ pub mod driver;
 // Drivers ≤ v1.5: `:authority` is the socket path (also used by
 // src/authority/tests.rs).
 pub mod raw_h2;
+// Streams that send part of a message and stall (HTTP/2 flow control by h2).
+pub mod stalled;
 // PKI fixtures, key and certificate seeds, `objects` YAML.
 pub mod objects;
 // Every identity mode: seeds, SecretProviderClasses, tokens, error checks.

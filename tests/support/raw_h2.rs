@@ -165,6 +165,81 @@ pub fn put_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &
     out.extend_from_slice(payload);
 }
 
+/// A frame the server sent, and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Since [`frames_until_closed`] started reading.
+    pub at: Duration,
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Seen {
+    /// A GOAWAY's error code.
+    pub fn goaway_code(&self) -> Option<u32> {
+        let code = self.payload.get(4..8)?.first_chunk::<4>()?;
+        (self.kind == GOAWAY).then(|| u32::from_be_bytes(*code))
+    }
+}
+
+/// Reads what the server sends until it closes the connection, answering
+/// SETTINGS and PING and returning flow-control credit; fails if it is
+/// still open after `limit`.
+pub async fn frames_until_closed(
+    stream: &mut UnixStream,
+    limit: Duration,
+) -> io::Result<Vec<Seen>> {
+    let started = tokio::time::Instant::now();
+    let mut reader = Reader::default();
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            let frame = match reader.next(stream).await {
+                Ok(frame) => frame,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut reply = Vec::new();
+            match frame.kind {
+                SETTINGS if frame.flags & ACK == 0 => put_frame(&mut reply, SETTINGS, ACK, 0, &[]),
+                PING if frame.flags & ACK == 0 => {
+                    put_frame(&mut reply, PING, ACK, 0, &frame.payload)
+                }
+                DATA if !frame.payload.is_empty() => {
+                    let credit = (frame.payload.len() as u32).to_be_bytes();
+                    put_frame(&mut reply, WINDOW_UPDATE, 0, 0, &credit);
+                }
+                _ => {}
+            }
+            seen.push(Seen {
+                at: started.elapsed(),
+                kind: frame.kind,
+                flags: frame.flags,
+                stream: frame.stream,
+                payload: frame.payload.to_vec(),
+            });
+            // The server may already have closed its side.
+            let _ = stream.write_all(&reply).await;
+        }
+    };
+    tokio::time::timeout(limit, read).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("still open after {limit:?}"),
+        )
+    })??;
+    Ok(seen)
+}
+
 /// One frame as read from the server.
 struct Frame {
     kind: u8,
