@@ -334,11 +334,7 @@ impl std::fmt::Debug for Authenticator {
 
 /// The `exp` claim of a JWT, read without verifying anything.
 pub fn jwt_expiry(jwt: &str) -> Option<SystemTime> {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = verify::b64(jwt.split('.').nth(1)?)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_f64()?;
     (exp.is_finite() && exp > 0.0)

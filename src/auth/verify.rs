@@ -291,7 +291,8 @@ fn decode_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|_| Invalid::Malformed(what))
 }
 
-fn b64(segment: &str) -> Option<Vec<u8>> {
+/// Decodes a JWT or JWK base64url field (padding tolerated).
+pub(super) fn b64(segment: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()
 }
 
