@@ -90,25 +90,8 @@ impl Provider {
             log,
             _dir: dir,
         };
-        provider.wait_serving().await?;
+        driver::wait_serving(&provider.socket, Duration::from_secs(10)).await?;
         Ok(provider)
-    }
-
-    async fn wait_serving(&self) -> anyhow::Result<()> {
-        for _ in 0..200 {
-            if self.socket.exists()
-                && let Ok(mut client) = driver::connect(&self.socket).await
-            {
-                let version = VersionRequest {
-                    version: "v1alpha1".into(),
-                };
-                if client.version(version).await.is_ok() {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("the provider did not serve within 10 s")
     }
 
     /// A `kB` field of `/proc/<pid>/status`; `None` once the process is gone.

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use akv_csi_provider::proto::VersionRequest;
 use anyhow::Context as _;
 use fake_azure::{Counters, FakeAzure, Seed, Target};
 use tokio::process::{Child, Command};
@@ -124,9 +123,10 @@ impl Provider {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start {} (run `make bench`)", side.label()))?;
-        let startup = wait_serving(&socket, started)
+        driver::wait_serving(&socket, Duration::from_secs(10))
             .await
             .with_context(|| side.label())?;
+        let startup = started.elapsed();
         Ok(Self {
             child,
             socket,
@@ -151,23 +151,6 @@ fn binary() -> PathBuf {
         .and_then(Path::parent)
         .map(|d| d.join("akv-csi-provider"))
         .unwrap_or_default()
-}
-
-async fn wait_serving(socket: &Path, started: Instant) -> anyhow::Result<Duration> {
-    while started.elapsed() < Duration::from_secs(10) {
-        if socket.exists()
-            && let Ok(mut client) = driver::connect(socket).await
-        {
-            let version = VersionRequest {
-                version: "v1alpha1".into(),
-            };
-            if client.version(version).await.is_ok() {
-                return Ok(started.elapsed());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    anyhow::bail!("provider did not serve within 10s")
 }
 
 /// A vault with `n` secrets `s0..s{n-1}` readable by the blog identity.

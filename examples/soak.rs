@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use akv_csi_provider::proto::{MountRequest, VersionRequest};
+use akv_csi_provider::proto::MountRequest;
 use anyhow::Context as _;
 use fake_azure::{FakeAzure, Limit, Seed, Target, Transport};
 use futures_util::StreamExt as _;
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .context("start the release provider (run `make soak`)")?;
     let pid = child.id().context("provider pid")?;
-    wait_serving(&socket).await?;
+    driver::wait_serving(&socket, Duration::from_secs(10)).await?;
     let client = driver::connect(&socket).await?;
 
     let pods: Vec<(driver::Pod, driver::ServiceAccountToken)> = (0..PODS).map(pod).collect();
@@ -393,22 +393,4 @@ fn binary() -> PathBuf {
         .and_then(Path::parent)
         .map(|d| d.join("akv-csi-provider"))
         .unwrap_or_default()
-}
-
-async fn wait_serving(socket: &Path) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if socket.exists()
-            && let Ok(mut client) = driver::connect(socket).await
-        {
-            let version = VersionRequest {
-                version: "v1alpha1".into(),
-            };
-            if client.version(version).await.is_ok() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    anyhow::bail!("provider did not serve within 10s")
 }

@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use akv_csi_provider::proto::csi_driver_provider_client::CsiDriverProviderClient;
-use akv_csi_provider::proto::{MountRequest, MountResponse};
+use akv_csi_provider::proto::{MountRequest, MountResponse, VersionRequest};
 use akv_csi_provider::spc;
 use anyhow::Context as _;
 use tonic::transport::{Channel, Endpoint};
@@ -132,6 +133,31 @@ pub async fn connect(socket: &Path) -> anyhow::Result<CsiDriverProviderClient<Ch
         .await
         .context("connecting to the provider socket")?;
     Ok(CsiDriverProviderClient::new(channel).max_decoding_message_size(4 << 20))
+}
+
+/// Waits until the provider at `socket` answers a `Version` call, as the
+/// driver's health check does, polling every millisecond (the benchmark
+/// times start-up with it); gives up after `within`. Returns the time
+/// waited.
+pub async fn wait_serving(socket: &Path, within: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if socket.exists()
+            && let Ok(mut client) = connect(socket).await
+        {
+            let request = VersionRequest {
+                version: "v1alpha1".into(),
+            };
+            if client.version(request).await.is_ok() {
+                return Ok(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    anyhow::bail!(
+        "the provider at {} did not serve within {within:?}",
+        socket.display()
+    )
 }
 
 /// Writes the files of a response under `dir` as the driver would (paths

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use akv_csi_provider::proto::{MountResponse, VersionRequest};
+use akv_csi_provider::proto::MountResponse;
 use fake_azure::{FakeAzure, Seed};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
@@ -82,23 +82,9 @@ impl Harness {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if self.socket.exists() && self.answers_version().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(error) = driver::wait_serving(&self.socket, Duration::from_secs(10)).await {
+            panic!("{error:#}; logs:\n{}", self.logs());
         }
-        panic!("provider did not serve within 10s; logs:\n{}", self.logs());
-    }
-
-    async fn answers_version(&self) -> bool {
-        let Ok(mut client) = driver::connect(&self.socket).await else {
-            return false;
-        };
-        let request = VersionRequest {
-            version: "v1alpha1".into(),
-        };
-        client.version(request).await.is_ok()
     }
 
     pub fn dir(&self) -> &Path {
